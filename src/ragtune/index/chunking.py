@@ -1,0 +1,206 @@
+"""Markdown-aware chunking, sized in the embedder's own tokens.
+
+A page is split into blocks (paragraphs, whole tables, whole code fences,
+list runs), each tagged with the heading path above it. Blocks are packed
+greedily into chunks of at most ``chunk_size`` tokens, including a short
+header naming the page and section, so that no chunk is silently truncated
+by the embedder's window. A block too big for one chunk is split at
+sentences, and a sentence too big at words.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+TokenCounter = Callable[[str], int]
+
+_HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")
+_FENCE = re.compile(r"^\s*(```|~~~)")
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(\[])")
+MIN_BODY_TOKENS = 32
+
+
+@dataclass
+class Block:
+    text: str
+    headings: tuple[str, ...]
+
+
+@dataclass
+class _Unit:
+    """A piece of a block, the smallest thing packed into a chunk."""
+
+    text: str
+    tokens: int
+    block: int
+
+
+@dataclass
+class Chunk:
+    text: str
+    headings: tuple[str, ...]
+    header: str
+    token_count: int = 0
+    metadata: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def embed_text(self) -> str:
+        """What the embedder sees: the header gives a bare passage its context."""
+        return f"{self.header}\n\n{self.text}" if self.header else self.text
+
+
+@dataclass(frozen=True)
+class ChunkingConfig:
+    chunk_size: int = 192
+    chunk_overlap: int = 24
+
+
+def split_blocks(markdown: str) -> list[Block]:
+    """Split Markdown into blocks that should not be cut, with their heading paths."""
+    blocks: list[Block] = []
+    headings: list[tuple[int, str]] = []
+    current: list[str] = []
+    in_fence = False
+
+    def flush() -> None:
+        text = "\n".join(current).strip()
+        if text:
+            blocks.append(Block(text, tuple(title for _, title in headings)))
+        current.clear()
+
+    for line in markdown.splitlines():
+        if _FENCE.match(line):
+            if not in_fence:
+                flush()
+            current.append(line)
+            in_fence = not in_fence
+            if not in_fence:
+                flush()
+            continue
+        if in_fence:
+            current.append(line)
+            continue
+        heading = _HEADING.match(line)
+        if heading:
+            flush()
+            level = len(heading.group(1))
+            headings = [(lvl, title) for lvl, title in headings if lvl < level]
+            headings.append((level, heading.group(2)))
+            continue
+        if not line.strip():
+            # A blank line ends a paragraph, but not a table or list that resumes.
+            flush()
+            continue
+        current.append(line)
+    flush()
+    return blocks
+
+
+class MarkdownChunker:
+    def __init__(self, count_tokens: TokenCounter, config: ChunkingConfig | None = None) -> None:
+        self.count_tokens = count_tokens
+        self.config = config or ChunkingConfig()
+
+    def chunk(self, markdown: str, title: str = "") -> list[Chunk]:
+        chunks: list[Chunk] = []
+        units: list[_Unit] = []
+        unit_headings: tuple[str, ...] = ()
+        header = ""
+        budget = 0
+
+        def emit() -> None:
+            total = sum(u.tokens for u in units) + self.count_tokens(header)
+            chunks.append(Chunk(_join(units), unit_headings, header, token_count=total))
+
+        for block_number, block in enumerate(split_blocks(markdown)):
+            block_header = make_header(title, block.headings)
+            block_budget = max(
+                MIN_BODY_TOKENS, self.config.chunk_size - self.count_tokens(block_header)
+            )
+            for piece in self._fit(block.text, block_budget):
+                size = self.count_tokens(piece)
+                if units and sum(u.tokens for u in units) + size > budget:
+                    emit()
+                    units = self._overlap(units, block_budget - size)
+                    unit_headings, header, budget = block.headings, block_header, block_budget
+                if not units:
+                    unit_headings, header, budget = block.headings, block_header, block_budget
+                units.append(_Unit(piece, size, block_number))
+        if units:
+            emit()
+        return chunks
+
+    def _overlap(self, units: list[_Unit], room: int) -> list[_Unit]:
+        """The trailing units of the last chunk to repeat at the start of the next."""
+        limit = min(self.config.chunk_overlap, room)
+        kept: list[_Unit] = []
+        total = 0
+        for unit in reversed(units):
+            if total + unit.tokens > limit:
+                break
+            kept.insert(0, unit)
+            total += unit.tokens
+        return kept
+
+    def _fit(self, text: str, budget: int) -> list[str]:
+        """Split a block into pieces of at most ``budget`` tokens, preferring sentence ends."""
+        if self.count_tokens(text) <= budget:
+            return [text]
+        pieces: list[str] = []
+        for sentence in _SENTENCE_END.split(text):
+            if self.count_tokens(sentence) <= budget:
+                pieces.append(sentence)
+            else:
+                pieces.extend(self._split_words(sentence, budget))
+        return pieces
+
+    def _split_words(self, text: str, budget: int) -> list[str]:
+        pieces: list[str] = []
+        words: list[str] = []
+        for word in text.split():
+            if words and self.count_tokens(" ".join([*words, word])) > budget:
+                pieces.append(" ".join(words))
+                words = []
+            if self.count_tokens(word) > budget:
+                # A single enormous "word" (a URL, base64) is cut by characters.
+                pieces.extend(_split_chars(word, budget, self.count_tokens))
+                continue
+            words.append(word)
+        if words:
+            pieces.append(" ".join(words))
+        return pieces
+
+
+def make_header(title: str, headings: tuple[str, ...]) -> str:
+    path = [h for h in headings if h and h != title]
+    parts = [title] if title else []
+    parts.extend(path)
+    return " > ".join(parts)
+
+
+def _join(units: list[_Unit]) -> str:
+    """Sentences of one block rejoin with a space; separate blocks stay paragraphs."""
+    text = ""
+    for previous, unit in zip([None, *units], units, strict=False):
+        if previous is None:
+            text = unit.text
+        elif previous.block == unit.block:
+            text += " " + unit.text
+        else:
+            text += "\n\n" + unit.text
+    return text
+
+
+def _split_chars(word: str, budget: int, count: TokenCounter) -> list[str]:
+    pieces = []
+    step = max(1, budget)
+    start = 0
+    while start < len(word):
+        end = min(len(word), start + step * 4)
+        while end > start + 1 and count(word[start:end]) > budget:
+            end = start + max(1, (end - start) // 2)
+        pieces.append(word[start:end])
+        start = end
+    return pieces

@@ -1,0 +1,137 @@
+"""The embedded vector store: one LanceDB table of chunks under the index directory."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from ragtune.errors import InvalidIndexError
+
+TABLE = "chunks"
+
+
+@dataclass
+class StoredChunk:
+    id: str
+    doc_id: str
+    url: str
+    title: str
+    header: str
+    text: str
+    chunk_index: int
+    metadata: dict[str, Any]
+    vector: np.ndarray
+
+    def row(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "doc_id": self.doc_id,
+            "url": self.url,
+            "title": self.title,
+            "header": self.header,
+            "text": self.text,
+            "chunk_index": self.chunk_index,
+            "metadata": json.dumps(self.metadata, ensure_ascii=False, default=str),
+            "vector": self.vector.astype(np.float32),
+        }
+
+
+@dataclass
+class SearchHit:
+    row: dict[str, Any]
+    score: float
+
+
+def schema(dimensions: int) -> pa.Schema:
+    return pa.schema(
+        [
+            ("id", pa.string()),
+            ("doc_id", pa.string()),
+            ("url", pa.string()),
+            ("title", pa.string()),
+            ("header", pa.string()),
+            ("text", pa.string()),
+            ("chunk_index", pa.int32()),
+            ("metadata", pa.string()),
+            ("vector", pa.list_(pa.float32(), dimensions)),
+        ]
+    )
+
+
+class LanceStore:
+    """Chunks with their vectors; every write is one atomic LanceDB commit."""
+
+    def __init__(self, directory: Path, dimensions: int) -> None:
+        import lancedb
+
+        self.directory = directory
+        self.dimensions = dimensions
+        self._db = lancedb.connect(str(directory))
+        self._table: Any = None
+
+    @property
+    def table(self) -> Any:
+        if self._table is None:
+            try:
+                if TABLE in self._db.list_tables().tables:
+                    self._table = self._db.open_table(TABLE)
+                else:
+                    self._table = self._db.create_table(TABLE, schema=schema(self.dimensions))
+            except (OSError, ValueError, RuntimeError) as error:
+                raise InvalidIndexError(
+                    f"{self.directory}: the index data is damaged ({_first_line(error)})"
+                ) from None
+        return self._table
+
+    def check_readable(self) -> None:
+        """Open the table and read its size, so damage is reported at load time."""
+        try:
+            self.table.count_rows()
+        except (OSError, ValueError, RuntimeError) as error:
+            raise InvalidIndexError(
+                f"{self.directory}: the index data is damaged ({_first_line(error)})"
+            ) from None
+
+    def replace_documents(self, doc_ids: list[str], chunks: list[StoredChunk]) -> None:
+        """Insert ``chunks`` and drop every other chunk of ``doc_ids``, in one commit."""
+        if not doc_ids:
+            return
+        data = pa.Table.from_pylist([c.row() for c in chunks], schema=schema(self.dimensions))
+        stale = "doc_id IN ({})".format(", ".join(_sql_string(d) for d in doc_ids))
+        (
+            self.table.merge_insert("id")
+            .when_matched_update_all()
+            .when_not_matched_insert_all()
+            .when_not_matched_by_source_delete(stale)
+            .execute(data)
+        )
+
+    def search(self, vector: np.ndarray, limit: int) -> list[SearchHit]:
+        if self.count() == 0:
+            return []
+        rows = (
+            self.table.search(vector, vector_column_name="vector")
+            .distance_type("cosine")
+            .limit(limit)
+            .to_list()
+        )
+        return [SearchHit(row=row, score=1.0 - float(row.pop("_distance"))) for row in rows]
+
+    def count(self) -> int:
+        return int(self.table.count_rows())
+
+    def count_documents(self) -> int:
+        return len(set(self.table.to_arrow().column("doc_id").to_pylist())) if self.count() else 0
+
+
+def _sql_string(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _first_line(error: BaseException) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0][:200]

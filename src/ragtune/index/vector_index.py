@@ -1,0 +1,240 @@
+"""VectorStoreIndex: documents in, a persistent searchable index out (LlamaIndex's names)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import weakref
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ragtune.documents import Document, NodeWithScore, TextNode
+from ragtune.errors import InvalidIndexError, InvalidQueryError, RagtuneError
+from ragtune.index.chunking import ChunkingConfig, MarkdownChunker
+from ragtune.index.embedding import Embedder
+from ragtune.index.manifest import MANIFEST, Manifest
+from ragtune.index.store import LanceStore, StoredChunk
+
+if TYPE_CHECKING:
+    from ragtune.llm.base import LLM
+    from ragtune.query.engine import RetrieverQueryEngine
+
+STORE_DIR = "lancedb"
+ProgressHook = Callable[[int, int], None]
+MAX_QUERY_CHARS = 4000
+
+
+class VectorStoreIndex:
+    """A persistent index of document chunks and their embeddings."""
+
+    def __init__(self, persist_dir: Path, manifest: Manifest, embedder: Embedder) -> None:
+        self.persist_dir = persist_dir
+        self.manifest = manifest
+        self.embedder = embedder
+        self.store = LanceStore(persist_dir / STORE_DIR, manifest.dimensions)
+        self.chunker = MarkdownChunker(
+            embedder.count_tokens, ChunkingConfig(manifest.chunk_size, manifest.chunk_overlap)
+        )
+
+    @classmethod
+    def from_documents(
+        cls,
+        documents: Sequence[Document],
+        persist_dir: str | Path | None = None,
+        embed_model: str | Path | Embedder | None = None,
+        chunk_size: int | None = None,
+        chunk_overlap: int | None = None,
+        progress: ProgressHook | None = None,
+    ) -> VectorStoreIndex:
+        """Build an index from ``documents``, or add them to the index already at ``persist_dir``.
+
+        Without ``persist_dir`` the index lives in a temporary directory removed at exit.
+        A document whose URL is already indexed replaces its old chunks.
+        """
+        if not documents:
+            raise RagtuneError("no documents to index: every source failed or was empty")
+        directory = Path(persist_dir) if persist_dir is not None else _temporary_dir()
+        if (directory / MANIFEST).exists():
+            index = cls.load(directory, embed_model=embed_model)
+        else:
+            index = cls._create(directory, embed_model, chunk_size, chunk_overlap)
+        index.insert_documents(documents, progress=progress)
+        return index
+
+    @classmethod
+    def load(
+        cls, persist_dir: str | Path, embed_model: str | Path | Embedder | None = None
+    ) -> VectorStoreIndex:
+        """Open an index written by ``from_documents`` or ``ragtune ingest``."""
+        directory = Path(persist_dir)
+        manifest = Manifest.load(directory)
+        embedder = _embedder(embed_model or _stored_embedder_path(manifest))
+        if embedder.dimensions != manifest.dimensions:
+            raise InvalidIndexError(
+                f"{directory} was built with {manifest.dimensions}-dimension embeddings, "
+                f"but {embedder.model_path} makes {embedder.dimensions}"
+            )
+        index = cls(directory, manifest, embedder)
+        index.store.check_readable()
+        return index
+
+    @classmethod
+    def _create(
+        cls,
+        directory: Path,
+        embed_model: str | Path | Embedder | None,
+        chunk_size: int | None,
+        chunk_overlap: int | None,
+    ) -> VectorStoreIndex:
+        check_index_target(directory)
+        embedder = _embedder(embed_model)
+        # The window includes [CLS] and [SEP]; a chunk must fit inside it whole.
+        window = embedder.max_tokens - 2
+        size = min(chunk_size or ChunkingConfig.chunk_size, window)
+        overlap = ChunkingConfig.chunk_overlap if chunk_overlap is None else chunk_overlap
+        if size < 16 or not 0 <= overlap < size:
+            raise RagtuneError(f"invalid chunking: size {size}, overlap {overlap}")
+        manifest = Manifest(
+            embedder_path=str(embedder.model_path),
+            embedder_name=embedder.name,
+            dimensions=embedder.dimensions,
+            chunk_size=size,
+            chunk_overlap=overlap,
+        )
+        directory.mkdir(parents=True, exist_ok=True)
+        index = cls(directory, manifest, embedder)
+        index.store.table  # create the empty table before the manifest marks this an index
+        manifest.save(directory)
+        return index
+
+    def insert_documents(
+        self, documents: Sequence[Document], progress: ProgressHook | None = None
+    ) -> int:
+        """Chunk, embed and store ``documents``; returns the number of chunks written.
+
+        Everything is embedded before anything is written, and the write is a
+        single commit, so a failure leaves the index as it was.
+        """
+        unique = {doc.id_: doc for doc in documents}  # the last copy of a URL wins
+        chunks: list[StoredChunk] = []
+        for document in unique.values():
+            chunks.extend(self._chunks_of(document))
+        vectors = self._embed([c.header + "\n\n" + c.text for c in chunks], progress)
+        for chunk, vector in zip(chunks, vectors, strict=True):
+            chunk.vector = vector
+        self.store.replace_documents(list(unique), chunks)
+        self.manifest.save(self.persist_dir)
+        return len(chunks)
+
+    def _chunks_of(self, document: Document) -> list[StoredChunk]:
+        title = str(document.metadata.get("title") or "")
+        url = str(document.metadata.get("url") or document.metadata.get("path") or "")
+        stored = []
+        for number, chunk in enumerate(self.chunker.chunk(document.text, title=title)):
+            metadata = dict(document.metadata)
+            metadata.update(heading_path=list(chunk.headings), chunk_index=number)
+            stored.append(
+                StoredChunk(
+                    id=f"{document.id_}:{number}",
+                    doc_id=document.id_,
+                    url=url,
+                    title=title,
+                    header=chunk.header,
+                    text=chunk.text,
+                    chunk_index=number,
+                    metadata=metadata,
+                    vector=None,  # type: ignore[arg-type]  # filled once all are embedded
+                )
+            )
+        return stored
+
+    def _embed(self, texts: list[str], progress: ProgressHook | None) -> Any:
+        import numpy as np
+
+        batch = 64
+        parts = []
+        for start in range(0, len(texts), batch):
+            parts.append(self.embedder.embed(texts[start : start + batch]))
+            if progress:
+                progress(min(start + batch, len(texts)), len(texts))
+        return np.concatenate(parts) if parts else []
+
+    def as_retriever(self, similarity_top_k: int = 4) -> VectorIndexRetriever:
+        return VectorIndexRetriever(self, similarity_top_k)
+
+    def as_query_engine(
+        self, similarity_top_k: int = 4, llm: LLM | str | None = None, **kwargs: Any
+    ) -> RetrieverQueryEngine:
+        from ragtune.query.engine import RetrieverQueryEngine
+
+        return RetrieverQueryEngine(self.as_retriever(similarity_top_k), llm=llm, **kwargs)
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "persist_dir": str(self.persist_dir),
+            "documents": self.store.count_documents(),
+            "chunks": self.store.count(),
+            "embedder": self.manifest.embedder_name,
+            "chunk_size": self.manifest.chunk_size,
+        }
+
+
+class VectorIndexRetriever:
+    """Ranks an index's chunks by similarity to a question."""
+
+    def __init__(self, index: VectorStoreIndex, similarity_top_k: int = 4) -> None:
+        if similarity_top_k < 1:
+            raise InvalidQueryError("top-k must be at least 1")
+        self.index = index
+        self.similarity_top_k = similarity_top_k
+
+    def retrieve(self, query: str) -> list[NodeWithScore]:
+        query = validate_query(query)
+        vector = self.index.embedder.embed_query(query)
+        hits = self.index.store.search(vector, self.similarity_top_k)
+        return [NodeWithScore(node=_node(hit.row), score=hit.score) for hit in hits]
+
+
+def check_index_target(directory: Path) -> None:
+    """Raise unless ``directory`` is an index, empty, or absent: never write into foreign files."""
+    if (directory / MANIFEST).exists():
+        Manifest.load(directory)
+    elif directory.exists() and (not directory.is_dir() or any(directory.iterdir())):
+        raise InvalidIndexError(
+            f"{directory} exists and is not a ragtune index; use a new or empty directory"
+        )
+
+
+def validate_query(query: str) -> str:
+    if not isinstance(query, str) or not query.strip():
+        raise InvalidQueryError("the question is empty")
+    if len(query) > MAX_QUERY_CHARS:
+        raise InvalidQueryError(f"the question is {len(query)} characters; the limit is {MAX_QUERY_CHARS}")
+    return query.strip()
+
+
+def _node(row: dict[str, Any]) -> TextNode:
+    metadata = json.loads(row["metadata"])
+    metadata.setdefault("url", row["url"])
+    metadata.setdefault("title", row["title"])
+    metadata["header"] = row["header"]
+    return TextNode(text=row["text"], metadata=metadata, id_=row["id"], ref_doc_id=row["doc_id"])
+
+
+def _embedder(model: str | Path | Embedder | None) -> Embedder:
+    return model if isinstance(model, Embedder) else Embedder(model)
+
+
+def _stored_embedder_path(manifest: Manifest) -> str | None:
+    # The index remembers its embedder; if that path moved (a new virtual
+    # environment), the default model is used and its dimensions checked.
+    return manifest.embedder_path if Path(manifest.embedder_path).exists() else None
+
+
+def _temporary_dir() -> Path:
+    directory = Path(tempfile.mkdtemp(prefix="ragtune-index-"))
+    weakref.finalize(directory, shutil.rmtree, directory, ignore_errors=True)
+    return directory
+

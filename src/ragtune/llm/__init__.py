@@ -1,0 +1,5 @@
+"""Language-model backends behind one small interface."""
+
+from ragtune.llm.base import LLM, ChatMessage, load_llm
+
+__all__ = ["LLM", "ChatMessage", "load_llm"]

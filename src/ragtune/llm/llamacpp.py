@@ -1,0 +1,137 @@
+"""Local GGUF models through llama.cpp (the prebuilt xllamacpp wheel, no compile)."""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Iterator
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from ragtune.assets import DEFAULT_LLM
+from ragtune.errors import LLMError, ModelNotFoundError
+from ragtune.llm.base import ChatMessage
+from ragtune.runtime import llm_threads
+
+GGUF_MAGIC = b"GGUF"
+_DONE = object()
+
+
+class LlamaCppLLM:
+    """A GGUF chat model run in-process by llama.cpp, greedy by default for repeatable answers."""
+
+    def __init__(
+        self,
+        model_path: str | Path | None = None,
+        context_window: int = 2048,
+        threads: int | None = None,
+        temperature: float = 0.0,
+    ) -> None:
+        self.model_path = Path(model_path) if model_path else DEFAULT_LLM.require()
+        _check_gguf(self.model_path)
+        self._context_window = context_window
+        self.threads = threads or llm_threads()
+        self.temperature = temperature
+
+    @property
+    def name(self) -> str:
+        return self.model_path.stem
+
+    @property
+    def context_window(self) -> int:
+        return self._context_window
+
+    @cached_property
+    def _server(self) -> Any:
+        import xllamacpp
+
+        params = xllamacpp.CommonParams()
+        params.model.path = str(self.model_path)
+        params.n_ctx = self._context_window
+        params.n_parallel = 1
+        params.cpuparams.n_threads = self.threads
+        params.cpuparams_batch.n_threads = self.threads
+        params.verbosity = -1  # llama.cpp's own logging would drown the answer
+        try:
+            return xllamacpp.Server(params)
+        except Exception as error:  # the binding raises plain Exception on a bad model
+            raise ModelNotFoundError(f"cannot load {self.model_path}: {error}") from None
+
+    def count_tokens(self, text: str) -> int:
+        # The server's /tokenize is the model's own tokenizer; it listens on loopback only.
+        response = httpx.post(
+            f"{self._server.listening_address}/tokenize", json={"content": text}, timeout=30
+        )
+        response.raise_for_status()
+        return len(response.json()["tokens"])
+
+    def _request(self, messages: list[ChatMessage], max_tokens: int, stream: bool) -> dict[str, Any]:
+        return {
+            "messages": messages,
+            "max_tokens": max_tokens,
+            "temperature": self.temperature,
+            # Small models loop on a phrase under greedy decoding without this.
+            "repeat_penalty": 1.15,
+            "stream": stream,
+        }
+
+    def chat(self, messages: list[ChatMessage], max_tokens: int = 256) -> str:
+        result = self._server.handle_chat_completions(self._request(messages, max_tokens, False))
+        return _content(result)
+
+    def stream_chat(self, messages: list[ChatMessage], max_tokens: int = 256) -> Iterator[str]:
+        """Yield the answer piece by piece as llama.cpp produces it."""
+        pieces: queue.Queue[Any] = queue.Queue()
+
+        def on_chunk(chunk: dict[str, Any]) -> None:
+            if "error" in chunk:
+                pieces.put(LLMError(_error_message(chunk)))
+                return
+            for choice in chunk.get("choices", []):
+                text = (choice.get("delta") or {}).get("content")
+                if text:
+                    pieces.put(text)
+
+        def generate() -> None:
+            try:
+                result = self._server.handle_chat_completions(
+                    self._request(messages, max_tokens, True), on_chunk
+                )
+                if isinstance(result, dict) and "error" in result:
+                    pieces.put(LLMError(_error_message(result)))
+            except Exception as error:  # surfaced to the consumer below
+                pieces.put(LLMError(f"generation failed: {error}"))
+            finally:
+                pieces.put(_DONE)
+
+        self._server  # load in this thread so a load error is raised here
+        worker = threading.Thread(target=generate, daemon=True)
+        worker.start()
+        while (item := pieces.get()) is not _DONE:
+            if isinstance(item, LLMError):
+                raise item
+            yield item
+        worker.join()
+
+
+def _check_gguf(path: Path) -> None:
+    if not path.is_file():
+        raise ModelNotFoundError(f"model file {path} does not exist")
+    with path.open("rb") as handle:
+        if handle.read(4) != GGUF_MAGIC:
+            raise ModelNotFoundError(f"{path} is not a GGUF model file")
+
+
+def _content(result: Any) -> str:
+    if not isinstance(result, dict) or "error" in result or not result.get("choices"):
+        raise LLMError(_error_message(result))
+    return str(result["choices"][0]["message"].get("content") or "").strip()
+
+
+def _error_message(result: Any) -> str:
+    if isinstance(result, dict) and isinstance(result.get("error"), dict):
+        return f"llama.cpp: {result['error'].get('message', 'unknown error')}"
+    return f"llama.cpp returned an unexpected result: {str(result)[:200]}"

@@ -1,0 +1,110 @@
+"""Shared fixtures: the demo shop and a server of awkward responses, both on 127.0.0.1."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from ragtune import VectorStoreIndex, WebReader  # noqa: E402
+from ragtune.shop_server import serve_shop  # noqa: E402
+
+POTION_PATH = "/products/dark-energy-potion"
+
+
+@pytest.fixture(scope="session")
+def shop_url() -> Iterator[str]:
+    with serve_shop() as base:
+        yield base
+
+
+@pytest.fixture(scope="session")
+def shop_index_dir(shop_url: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The whole shop, crawled and indexed once for the session; tests must not modify it."""
+    directory = tmp_path_factory.mktemp("shop") / "index"
+    documents = WebReader(crawl=True).load_data(urls=[f"{shop_url}/products"])
+    VectorStoreIndex.from_documents(documents, persist_dir=directory)
+    return directory
+
+
+@pytest.fixture(scope="session")
+def shop_index(shop_index_dir: Path) -> VectorStoreIndex:
+    return VectorStoreIndex.load(shop_index_dir)
+
+
+class _AwkwardHandler(BaseHTTPRequestHandler):
+    """Responses a real crawler meets: errors, binaries, wrong types."""
+
+    routes: dict[str, tuple[int, str, bytes]] = {
+        "/page": (200, "text/html; charset=utf-8",
+                  b"<html><head><title>Plain page</title></head><body><article><h1>Plain page</h1>"
+                  b"<p>The moon orbits the earth every 27.3 days, a sidereal month.</p>"
+                  b"</article></body></html>"),
+        "/notes.txt": (200, "text/plain", b"Plain text notes about the lighthouse workshop."),
+        "/image.png": (200, "image/png", b"\x89PNG\r\n\x1a\n" + bytes(256)),
+        "/data.bin": (200, "application/octet-stream", os.urandom(512)),
+        "/empty": (200, "text/html", b""),
+        "/server-error": (500, "text/html", b"<h1>boom</h1>"),
+    }
+
+    def do_GET(self) -> None:  # noqa: N802
+        status, content_type, body = self.routes.get(
+            self.path, (404, "text/html", b"<h1>Not found</h1>")
+        )
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        pass
+
+
+@pytest.fixture(scope="session")
+def awkward_url() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _AwkwardHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture()
+def closed_port_url() -> str:
+    """A loopback URL on which nothing listens."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}/"
+
+
+def run_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "ragtune", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess[str], *fragments: str) -> None:
+    """A failure is one line on stderr that names the problem, a non-zero exit, no traceback."""
+    assert result.returncode != 0, result.stdout + result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert "Traceback" not in result.stderr, result.stderr
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: "), lines[0]
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
