@@ -28,6 +28,9 @@ err = Console(stderr=True, soft_wrap=True)
 
 IndexOption = Annotated[Path, typer.Option("--index", "-i", help="Index directory.")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+ModeOption = Annotated[
+    str, typer.Option("--mode", help="hybrid (keyword + vector), dense or keyword.")
+]
 TopKOption = Annotated[int, typer.Option("--top-k", "-k", min=1, max=100, help="Passages to retrieve.")]
 DEMO_QUESTION = "What is the flavor of the dark energy potion?"
 
@@ -107,6 +110,7 @@ def retrieve(
     question: Annotated[str, typer.Argument(help="What to search for.")],
     index: IndexOption,
     top_k: TopKOption = 5,
+    mode: ModeOption = "hybrid",
     as_json: JsonOption = False,
 ) -> None:
     """Rank indexed passages for a question, without any LLM.
@@ -116,7 +120,8 @@ def retrieve(
     from ragtune.index.vector_index import VectorStoreIndex, validate_query
 
     validate_query(question)
-    nodes = VectorStoreIndex.load(index).as_retriever(similarity_top_k=top_k).retrieve(question)
+    retriever = VectorStoreIndex.load(index).as_retriever(similarity_top_k=top_k, mode=mode)  # type: ignore[arg-type]
+    nodes = retriever.retrieve(question)
     if as_json:
         out.print_json(json.dumps({"question": question, "results": [n.to_dict() for n in nodes]}))
         return

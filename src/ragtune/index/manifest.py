@@ -43,8 +43,8 @@ class Manifest:
         if not path.exists():
             raise InvalidIndexError(f"{directory} is not a ragtune index (no {MANIFEST})")
         try:
-            data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-            if data.get("format") != FORMAT:
+            data: Any = json.loads(path.read_text(encoding="utf-8"))
+            if not isinstance(data, dict) or data.get("format") != FORMAT:
                 raise ValueError("wrong format marker")
             if data.get("version") != VERSION:
                 raise InvalidIndexError(

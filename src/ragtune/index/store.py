@@ -35,6 +35,7 @@ class StoredChunk:
             "title": self.title,
             "header": self.header,
             "text": self.text,
+            "search_text": f"{self.header}\n{self.text}",
             "chunk_index": self.chunk_index,
             "metadata": json.dumps(self.metadata, ensure_ascii=False, default=str),
             "vector": self.vector.astype(np.float32),
@@ -56,6 +57,8 @@ def schema(dimensions: int) -> pa.Schema:
             ("title", pa.string()),
             ("header", pa.string()),
             ("text", pa.string()),
+            # What BM25 sees: the passage with its page title and section path.
+            ("search_text", pa.string()),
             ("chunk_index", pa.int32()),
             ("metadata", pa.string()),
             ("vector", pa.list_(pa.float32(), dimensions)),
@@ -71,7 +74,12 @@ class LanceStore:
 
         self.directory = directory
         self.dimensions = dimensions
-        self._db = lancedb.connect(str(directory))
+        try:
+            self._db = lancedb.connect(str(directory))
+        except OSError as error:
+            raise InvalidIndexError(
+                f"{directory.parent}: the index data is damaged ({_first_line(error)})"
+            ) from None
         self._table: Any = None
 
     @property
@@ -110,8 +118,15 @@ class LanceStore:
             .when_not_matched_by_source_delete(stale)
             .execute(data)
         )
+        self._refresh_keyword_index()
 
-    def search(self, vector: np.ndarray, limit: int) -> list[SearchHit]:
+    def _refresh_keyword_index(self) -> None:
+        from lancedb.index import FTS
+
+        self.table.create_index("search_text", config=FTS(), replace=True)
+
+    def search_vector(self, vector: np.ndarray, limit: int) -> list[SearchHit]:
+        """Nearest chunks by cosine similarity; score in [-1, 1], higher is closer."""
         if self.count() == 0:
             return []
         rows = (
@@ -121,6 +136,13 @@ class LanceStore:
             .to_list()
         )
         return [SearchHit(row=row, score=1.0 - float(row.pop("_distance"))) for row in rows]
+
+    def search_keyword(self, query: str, limit: int) -> list[SearchHit]:
+        """Best chunks by BM25 over the passage, its title and section path."""
+        if self.count() == 0:
+            return []
+        rows = self.table.search(query, query_type="fts", fts_columns="search_text").limit(limit).to_list()
+        return [SearchHit(row=row, score=float(row.pop("_score"))) for row in rows]
 
     def count(self) -> int:
         return int(self.table.count_rows())

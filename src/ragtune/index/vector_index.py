@@ -8,20 +8,25 @@ import tempfile
 import weakref
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from ragtune.documents import Document, NodeWithScore, TextNode
 from ragtune.errors import InvalidIndexError, InvalidQueryError, RagtuneError
 from ragtune.index.chunking import ChunkingConfig, MarkdownChunker
 from ragtune.index.embedding import Embedder
 from ragtune.index.manifest import MANIFEST, Manifest
-from ragtune.index.store import LanceStore, StoredChunk
+from ragtune.index.store import LanceStore, SearchHit, StoredChunk
 
 if TYPE_CHECKING:
     from ragtune.llm.base import LLM
     from ragtune.query.engine import RetrieverQueryEngine
 
 STORE_DIR = "lancedb"
+RetrievalMode = Literal["hybrid", "dense", "keyword"]
+RETRIEVAL_MODES: tuple[str, ...] = ("hybrid", "dense", "keyword")
+# Standard RRF constant; each ranking is read this many times deeper than top-k.
+RRF_K = 60
+FUSION_DEPTH = 4
 ProgressHook = Callable[[int, int], None]
 MAX_QUERY_CHARS = 4000
 
@@ -55,11 +60,14 @@ class VectorStoreIndex:
         """
         if not documents:
             raise RagtuneError("no documents to index: every source failed or was empty")
-        directory = Path(persist_dir) if persist_dir is not None else _temporary_dir()
+        temporary = persist_dir is None
+        directory = Path(tempfile.mkdtemp(prefix="ragtune-index-")) if temporary else Path(persist_dir)
         if (directory / MANIFEST).exists():
             index = cls.load(directory, embed_model=embed_model)
         else:
             index = cls._create(directory, embed_model, chunk_size, chunk_overlap)
+        if temporary:
+            weakref.finalize(index, shutil.rmtree, directory, ignore_errors=True)
         index.insert_documents(documents, progress=progress)
         return index
 
@@ -161,8 +169,10 @@ class VectorStoreIndex:
                 progress(min(start + batch, len(texts)), len(texts))
         return np.concatenate(parts) if parts else []
 
-    def as_retriever(self, similarity_top_k: int = 4) -> VectorIndexRetriever:
-        return VectorIndexRetriever(self, similarity_top_k)
+    def as_retriever(
+        self, similarity_top_k: int = 4, mode: RetrievalMode = "hybrid"
+    ) -> VectorIndexRetriever:
+        return VectorIndexRetriever(self, similarity_top_k, mode)
 
     def as_query_engine(
         self, similarity_top_k: int = 4, llm: LLM | str | None = None, **kwargs: Any
@@ -182,19 +192,58 @@ class VectorStoreIndex:
 
 
 class VectorIndexRetriever:
-    """Ranks an index's chunks by similarity to a question."""
+    """Ranks an index's chunks for a question.
 
-    def __init__(self, index: VectorStoreIndex, similarity_top_k: int = 4) -> None:
+    ``mode="hybrid"`` (the default) fuses BM25 keyword ranks with embedding
+    ranks by reciprocal-rank fusion: keywords catch exact names and rare words
+    a small embedder blurs, embeddings catch paraphrases. Scores are scaled so
+    that first place in both rankings is 1.0. ``"dense"`` and ``"keyword"``
+    use one ranking alone, with its own scores.
+    """
+
+    def __init__(
+        self, index: VectorStoreIndex, similarity_top_k: int = 4, mode: RetrievalMode = "hybrid"
+    ) -> None:
         if similarity_top_k < 1:
             raise InvalidQueryError("top-k must be at least 1")
+        if mode not in RETRIEVAL_MODES:
+            raise InvalidQueryError(f"unknown retrieval mode {mode!r}; use one of {RETRIEVAL_MODES}")
         self.index = index
         self.similarity_top_k = similarity_top_k
+        self.mode = mode
 
     def retrieve(self, query: str) -> list[NodeWithScore]:
         query = validate_query(query)
-        vector = self.index.embedder.embed_query(query)
-        hits = self.index.store.search(vector, self.similarity_top_k)
-        return [NodeWithScore(node=_node(hit.row), score=hit.score) for hit in hits]
+        store = self.index.store
+        k = self.similarity_top_k
+        if self.mode == "keyword":
+            return [_scored(hit.row, hit.score) for hit in store.search_keyword(query, k)]
+        dense = store.search_vector(self.index.embedder.embed_query(query), k * FUSION_DEPTH)
+        if self.mode == "dense":
+            return [_scored(hit.row, hit.score) for hit in dense[:k]]
+        keyword = store.search_keyword(query, k * FUSION_DEPTH)
+        return reciprocal_rank_fusion([dense, keyword], k)
+
+
+def reciprocal_rank_fusion(rankings: list[list[SearchHit]], limit: int) -> list[NodeWithScore]:
+    """Fuse rankings (dense first, then keyword); each node keeps its per-ranking scores."""
+    fused: dict[str, float] = {}
+    rows: dict[str, dict[str, Any]] = {}
+    scores: dict[str, dict[str, float]] = {}
+    for name, ranking in zip(("dense", "keyword"), rankings, strict=False):
+        for rank, hit in enumerate(ranking, start=1):
+            key = hit.row["id"]
+            fused[key] = fused.get(key, 0.0) + 1.0 / (RRF_K + rank)
+            rows.setdefault(key, hit.row)
+            scores.setdefault(key, {})[name] = hit.score
+    best_possible = len(rankings) / (RRF_K + 1)
+    order = sorted(fused, key=fused.__getitem__, reverse=True)[:limit]
+    nodes = []
+    for key in order:
+        node = _scored(rows[key], fused[key] / best_possible)
+        node.metadata["retrieval_scores"] = scores[key]
+        nodes.append(node)
+    return nodes
 
 
 def check_index_target(directory: Path) -> None:
@@ -215,6 +264,10 @@ def validate_query(query: str) -> str:
     return query.strip()
 
 
+def _scored(row: dict[str, Any], score: float) -> NodeWithScore:
+    return NodeWithScore(node=_node(row), score=score)
+
+
 def _node(row: dict[str, Any]) -> TextNode:
     metadata = json.loads(row["metadata"])
     metadata.setdefault("url", row["url"])
@@ -231,10 +284,3 @@ def _stored_embedder_path(manifest: Manifest) -> str | None:
     # The index remembers its embedder; if that path moved (a new virtual
     # environment), the default model is used and its dimensions checked.
     return manifest.embedder_path if Path(manifest.embedder_path).exists() else None
-
-
-def _temporary_dir() -> Path:
-    directory = Path(tempfile.mkdtemp(prefix="ragtune-index-"))
-    weakref.finalize(directory, shutil.rmtree, directory, ignore_errors=True)
-    return directory
-

@@ -82,5 +82,8 @@ def keep_relevant(nodes: list[NodeWithScore], ratio: float) -> list[NodeWithScor
     """
     if not nodes or ratio <= 0:
         return nodes
-    floor = max(node.score for node in nodes) * ratio
-    return [node for node in nodes if node.score >= floor]
+    # Fused ranks say little about how close a passage is; the embedding
+    # similarity does, so the cut uses it where the node has one.
+    similarity = {id(n): n.metadata.get("retrieval_scores", {}).get("dense", n.score) for n in nodes}
+    floor = max(similarity.values()) * ratio
+    return [node for node in nodes if similarity[id(node)] >= floor]

@@ -1,0 +1,91 @@
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from ragtune import Document, VectorStoreIndex
+from ragtune.errors import IndexNotFoundError, InvalidIndexError, InvalidQueryError, RagtuneError
+
+
+def documents() -> list[Document]:
+    return [
+        Document(text="# Alpha\n\nAlpha widgets are green and cost $3.", metadata={"url": "http://t/a", "title": "Alpha"}),
+        Document(text="# Beta\n\nBeta gadgets are purple and weigh 2 kg.", metadata={"url": "http://t/b", "title": "Beta"}),
+    ]
+
+
+def test_persist_load_and_retrieve(tmp_path: Path) -> None:
+    VectorStoreIndex.from_documents(documents(), persist_dir=tmp_path / "idx")
+    index = VectorStoreIndex.load(tmp_path / "idx")
+    assert index.stats()["documents"] == 2
+    [best] = index.as_retriever(similarity_top_k=1).retrieve("What colour are beta gadgets?")
+    assert best.metadata["url"] == "http://t/b"
+    assert "purple" in best.text
+    assert 0.0 < best.score <= 1.0
+
+
+def test_reingesting_a_url_replaces_its_chunks(tmp_path: Path) -> None:
+    index = VectorStoreIndex.from_documents(documents(), persist_dir=tmp_path / "idx")
+    before = index.stats()["chunks"]
+    changed = Document(text="# Alpha\n\nAlpha widgets are now blue.", metadata={"url": "http://t/a", "title": "Alpha"})
+    index = VectorStoreIndex.from_documents([changed, *documents()[1:]], persist_dir=tmp_path / "idx")
+    assert index.stats() == {**index.stats(), "documents": 2, "chunks": before}
+    texts = [n.text for n in index.as_retriever(similarity_top_k=10).retrieve("alpha widgets")]
+    assert any("blue" in t for t in texts) and not any("green" in t for t in texts)
+
+
+def test_in_memory_index_without_persist_dir() -> None:
+    index = VectorStoreIndex.from_documents(documents())
+    assert index.persist_dir.exists()
+    assert index.as_retriever(similarity_top_k=1).retrieve("alpha")[0].metadata["url"] == "http://t/a"
+
+
+def test_no_documents_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(RagtuneError, match="no documents"):
+        VectorStoreIndex.from_documents([], persist_dir=tmp_path / "idx")
+    assert not (tmp_path / "idx").exists()
+
+
+def test_missing_directory(tmp_path: Path) -> None:
+    with pytest.raises(IndexNotFoundError, match="no index at"):
+        VectorStoreIndex.load(tmp_path / "nowhere")
+
+
+def test_foreign_directory_is_refused_and_left_alone(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(InvalidIndexError, match="not a ragtune index"):
+        VectorStoreIndex.load(tmp_path)
+    with pytest.raises(InvalidIndexError, match="not a ragtune index"):
+        VectorStoreIndex.from_documents(documents(), persist_dir=tmp_path)
+    assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
+
+
+@pytest.mark.parametrize(
+    "manifest", ["{not json", json.dumps({"format": "other"}), json.dumps([1, 2]), "\x00\xff"]
+)
+def test_corrupt_manifest(tmp_path: Path, manifest: str) -> None:
+    (tmp_path / "ragtune.json").write_text(manifest, encoding="utf-8", errors="surrogateescape")
+    with pytest.raises(InvalidIndexError):
+        VectorStoreIndex.load(tmp_path)
+
+
+def test_damaged_store_is_reported(tmp_path: Path) -> None:
+    VectorStoreIndex.from_documents(documents(), persist_dir=tmp_path / "idx")
+    shutil.rmtree(tmp_path / "idx" / "lancedb")
+    (tmp_path / "idx" / "lancedb").write_text("garbage")
+    with pytest.raises(InvalidIndexError, match="damaged"):
+        VectorStoreIndex.load(tmp_path / "idx")
+
+
+@pytest.mark.parametrize("question", ["", "   \n\t", "x" * 5000])
+def test_bad_questions(tmp_path: Path, question: str) -> None:
+    index = VectorStoreIndex.from_documents(documents(), persist_dir=tmp_path / "idx")
+    with pytest.raises(InvalidQueryError):
+        index.as_retriever().retrieve(question)
+
+
+def test_a_file_as_index(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(InvalidIndexError, match="is a file"):
+        VectorStoreIndex.load(tmp_path / "file")
