@@ -45,10 +45,13 @@ class _AwkwardHandler(BaseHTTPRequestHandler):
     """Responses a real crawler meets: errors, binaries, wrong types."""
 
     routes: dict[str, tuple[int, str, bytes]] = {
-        "/page": (200, "text/html; charset=utf-8",
-                  b"<html><head><title>Plain page</title></head><body><article><h1>Plain page</h1>"
-                  b"<p>The moon orbits the earth every 27.3 days, a sidereal month.</p>"
-                  b"</article></body></html>"),
+        "/page": (
+            200,
+            "text/html; charset=utf-8",
+            b"<html><head><title>Plain page</title></head><body><article><h1>Plain page</h1>"
+            b"<p>The moon orbits the earth every 27.3 days, a sidereal month.</p>"
+            b"</article></body></html>",
+        ),
         "/notes.txt": (200, "text/plain", b"Plain text notes about the lighthouse workshop."),
         "/image.png": (200, "image/png", b"\x89PNG\r\n\x1a\n" + bytes(256)),
         "/data.bin": (200, "application/octet-stream", os.urandom(512)),

@@ -14,7 +14,9 @@ def chunker(embedder: Embedder, size: int = 192, overlap: int = 24) -> MarkdownC
 
 
 def test_blocks_carry_their_heading_path() -> None:
-    blocks = split_blocks("# Shop\n\nIntro.\n\n## Potions\n\nRed one.\n\n### Details\n\nSmall.\n\n## Boots\n\nBig.")
+    blocks = split_blocks(
+        "# Shop\n\nIntro.\n\n## Potions\n\nRed one.\n\n### Details\n\nSmall.\n\n## Boots\n\nBig."
+    )
     assert [(b.text, b.headings) for b in blocks] == [
         ("Intro.", ("Shop",)),
         ("Red one.", ("Shop", "Potions")),

@@ -6,7 +6,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from tests.conftest import POTION_PATH, assert_one_line_error, run_cli
 
 
@@ -40,7 +39,9 @@ def test_ingest_then_ask_and_retrieve_as_json(shop_url: str, tmp_path: Path) -> 
     assert ingest.returncode == 0, ingest.stderr
     assert "Indexed 40 pages" in ingest.stderr
 
-    retrieved = run_cli("retrieve", "price of the griffin kite", "--index", str(index), "--json", "-k", "3")
+    retrieved = run_cli(
+        "retrieve", "price of the griffin kite", "--index", str(index), "--json", "-k", "3"
+    )
     assert retrieved.returncode == 0, retrieved.stderr
     results = json.loads(retrieved.stdout)["results"]
     assert len(results) == 3
@@ -48,7 +49,9 @@ def test_ingest_then_ask_and_retrieve_as_json(shop_url: str, tmp_path: Path) -> 
     assert {"url", "score", "text"} <= results[0].keys()
     assert results[0]["score"] >= results[1]["score"]
 
-    asked = run_cli("ask", "What is the flavor of the dark energy potion?", "--index", str(index), "--json")
+    asked = run_cli(
+        "ask", "What is the flavor of the dark energy potion?", "--index", str(index), "--json"
+    )
     assert asked.returncode == 0, asked.stderr
     answer = json.loads(asked.stdout)
     assert "cherry cola" in answer["answer"].lower()
@@ -88,20 +91,29 @@ def test_failed_ingest_leaves_the_index_as_it_was(
     index_copy: Path, awkward_url: str, path: str, fragment: str
 ) -> None:
     before = tree_digest(index_copy)
-    result = run_cli("ingest", f"{awkward_url}/page", awkward_url + path, "--index", str(index_copy))
+    result = run_cli(
+        "ingest", f"{awkward_url}/page", awkward_url + path, "--index", str(index_copy)
+    )
     assert_one_line_error(result, fragment, "index left unchanged")
     assert tree_digest(index_copy) == before
 
 
 def test_unreachable_host(index_copy: Path, closed_port_url: str) -> None:
     before = tree_digest(index_copy)
-    assert_one_line_error(run_cli("ingest", closed_port_url, "--index", str(index_copy)), "cannot connect")
+    assert_one_line_error(
+        run_cli("ingest", closed_port_url, "--index", str(index_copy)), "cannot connect"
+    )
     assert tree_digest(index_copy) == before
 
 
 def test_skip_failures_indexes_the_rest(awkward_url: str, tmp_path: Path) -> None:
     result = run_cli(
-        "ingest", f"{awkward_url}/page", f"{awkward_url}/missing", "--skip-failures", "--index", str(tmp_path / "i")
+        "ingest",
+        f"{awkward_url}/page",
+        f"{awkward_url}/missing",
+        "--skip-failures",
+        "--index",
+        str(tmp_path / "i"),
     )
     assert result.returncode == 0, result.stderr
     assert "skipped" in result.stderr and "HTTP 404" in result.stderr
@@ -143,8 +155,10 @@ def test_bad_questions(index_copy: Path, question: str) -> None:
 
 def test_unknown_mode_and_model(index_copy: Path, tmp_path: Path) -> None:
     assert_one_line_error(
-        run_cli("retrieve", "q?", "--index", str(index_copy), "--mode", "psychic"), "unknown retrieval mode"
+        run_cli("retrieve", "q?", "--index", str(index_copy), "--mode", "psychic"),
+        "unknown retrieval mode",
     )
     assert_one_line_error(
-        run_cli("ask", "q?", "--index", str(index_copy), "--llm", str(tmp_path / "nope.gguf")), "does not exist"
+        run_cli("ask", "q?", "--index", str(index_copy), "--llm", str(tmp_path / "nope.gguf")),
+        "does not exist",
     )

@@ -1,17 +1,19 @@
 from pathlib import Path
 
 import pytest
+from tests.conftest import assert_one_line_error, run_cli
 
 from ragtune import extract_html
 from ragtune.assets import demo_shop_dir
 from ragtune.errors import ExtractionError
-from tests.conftest import assert_one_line_error, run_cli
 
 POTION_HTML = demo_shop_dir() / "products" / "dark-energy-potion.html"
 
 
 def test_product_page_keeps_main_content_and_drops_boilerplate() -> None:
-    page = extract_html(POTION_HTML.read_bytes(), url="http://shop.test/products/dark-energy-potion")
+    page = extract_html(
+        POTION_HTML.read_bytes(), url="http://shop.test/products/dark-energy-potion"
+    )
     assert page.title == "Dark Energy Potion"
     assert page.markdown.startswith("# Dark Energy Potion")
     assert "## Description" in page.markdown
@@ -70,5 +72,7 @@ def test_cli_extract_bad_inputs(tmp_path: Path, awkward_url: str) -> None:
     binary = tmp_path / "photo.jpg"
     binary.write_bytes(b"\xff\xd8\xff" + bytes(100))
     assert_one_line_error(run_cli("extract", str(binary)), "unsupported file type .jpg")
-    assert_one_line_error(run_cli("extract", f"{awkward_url}/image.png"), "unsupported content type image/png")
+    assert_one_line_error(
+        run_cli("extract", f"{awkward_url}/image.png"), "unsupported content type image/png"
+    )
     assert_one_line_error(run_cli("extract", str(POTION_HTML), "--format", "pdf"), "unknown format")

@@ -10,8 +10,14 @@ from ragtune.errors import IndexNotFoundError, InvalidIndexError, InvalidQueryEr
 
 def documents() -> list[Document]:
     return [
-        Document(text="# Alpha\n\nAlpha widgets are green and cost $3.", metadata={"url": "http://t/a", "title": "Alpha"}),
-        Document(text="# Beta\n\nBeta gadgets are purple and weigh 2 kg.", metadata={"url": "http://t/b", "title": "Beta"}),
+        Document(
+            text="# Alpha\n\nAlpha widgets are green and cost $3.",
+            metadata={"url": "http://t/a", "title": "Alpha"},
+        ),
+        Document(
+            text="# Beta\n\nBeta gadgets are purple and weigh 2 kg.",
+            metadata={"url": "http://t/b", "title": "Beta"},
+        ),
     ]
 
 
@@ -28,8 +34,13 @@ def test_persist_load_and_retrieve(tmp_path: Path) -> None:
 def test_reingesting_a_url_replaces_its_chunks(tmp_path: Path) -> None:
     index = VectorStoreIndex.from_documents(documents(), persist_dir=tmp_path / "idx")
     before = index.stats()["chunks"]
-    changed = Document(text="# Alpha\n\nAlpha widgets are now blue.", metadata={"url": "http://t/a", "title": "Alpha"})
-    index = VectorStoreIndex.from_documents([changed, *documents()[1:]], persist_dir=tmp_path / "idx")
+    changed = Document(
+        text="# Alpha\n\nAlpha widgets are now blue.",
+        metadata={"url": "http://t/a", "title": "Alpha"},
+    )
+    index = VectorStoreIndex.from_documents(
+        [changed, *documents()[1:]], persist_dir=tmp_path / "idx"
+    )
     assert index.stats() == {**index.stats(), "documents": 2, "chunks": before}
     texts = [n.text for n in index.as_retriever(similarity_top_k=10).retrieve("alpha widgets")]
     assert any("blue" in t for t in texts) and not any("green" in t for t in texts)
@@ -38,7 +49,9 @@ def test_reingesting_a_url_replaces_its_chunks(tmp_path: Path) -> None:
 def test_in_memory_index_without_persist_dir() -> None:
     index = VectorStoreIndex.from_documents(documents())
     assert index.persist_dir.exists()
-    assert index.as_retriever(similarity_top_k=1).retrieve("alpha")[0].metadata["url"] == "http://t/a"
+    assert (
+        index.as_retriever(similarity_top_k=1).retrieve("alpha")[0].metadata["url"] == "http://t/a"
+    )
 
 
 def test_no_documents_is_an_error(tmp_path: Path) -> None:

@@ -1,12 +1,12 @@
 """End-to-end answering with the bundled SmolLM2 through llama.cpp."""
 
 import pytest
+from tests.conftest import POTION_PATH
 
 from ragtune import Document, NodeWithScore, TextNode, VectorStoreIndex
 from ragtune.errors import InvalidQueryError, ModelNotFoundError
 from ragtune.llm import load_llm
 from ragtune.query.prompt import pack_prompt
-from tests.conftest import POTION_PATH
 
 
 @pytest.fixture(scope="module")
@@ -17,7 +17,9 @@ def llm():  # type: ignore[no-untyped-def]
 def test_demo_question_is_answered_from_the_potion_page(
     shop_index: VectorStoreIndex, shop_url: str, llm
 ) -> None:
-    response = shop_index.as_query_engine(llm=llm).query("What is the flavor of the dark energy potion?")
+    response = shop_index.as_query_engine(llm=llm).query(
+        "What is the flavor of the dark energy potion?"
+    )
     assert "cherry cola" in response.response.lower()
     assert shop_url + POTION_PATH in [n.metadata["url"] for n in response.source_nodes]
     assert str(response) == response.response
@@ -35,10 +37,12 @@ def test_streaming_yields_the_same_answer_piece_by_piece(shop_index: VectorStore
 
 
 def test_prompt_never_overflows_the_window(llm) -> None:
-    # Sources totalling ten times the window: packing keeps what fits, counted in the model's tokens.
+    # Sources totalling ten times the window: packing keeps what fits, in the model's tokens.
     paragraph = "The lighthouse workshop packs every order by hand in recyclable paper. " * 30
     nodes = [
-        NodeWithScore(TextNode(text=f"Passage {i}. {paragraph}", metadata={"url": f"http://t/{i}"}), 1.0)
+        NodeWithScore(
+            TextNode(text=f"Passage {i}. {paragraph}", metadata={"url": f"http://t/{i}"}), 1.0
+        )
         for i in range(60)
     ]
     total = sum(llm.count_tokens(n.text) for n in nodes)
@@ -65,6 +69,8 @@ def test_missing_and_corrupt_model_files(tmp_path) -> None:  # type: ignore[no-u
         load_llm(str(corrupt))
     truncated = tmp_path / "truncated.gguf"
     truncated.write_bytes(b"GGUF" + bytes(64))
-    index = VectorStoreIndex.from_documents([Document(text="Some text.", metadata={"url": "http://t/x"})])
+    index = VectorStoreIndex.from_documents(
+        [Document(text="Some text.", metadata={"url": "http://t/x"})]
+    )
     with pytest.raises(ModelNotFoundError, match="cannot load"):
         index.as_query_engine(llm=str(truncated)).query("What text?")

@@ -1,8 +1,8 @@
 import pytest
+from tests.conftest import POTION_PATH
 
 from ragtune import WebReader
 from ragtune.errors import FetchError, UnsupportedContentError
-from tests.conftest import POTION_PATH
 
 
 def test_load_data_returns_markdown_documents_with_metadata(shop_url: str) -> None:

@@ -6,7 +6,7 @@ from tests.conftest import POTION_PATH
 def test_reference_snippet(shop_url: str, tmp_path, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.chdir(tmp_path)
     url = shop_url + "/products"
-    from ragtune import WebReader, VectorStoreIndex
+    from ragtune import WebReader, VectorStoreIndex  # noqa: I001  (as the guide writes it)
 
     documents = WebReader().load_data(urls=[url])
     index = VectorStoreIndex.from_documents(documents, persist_dir="./idx")

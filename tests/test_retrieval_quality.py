@@ -19,7 +19,9 @@ FACTS = [
 
 
 @pytest.mark.parametrize(("question", "slug"), FACTS)
-def test_right_page_in_top_3(shop_index: VectorStoreIndex, shop_url: str, question: str, slug: str) -> None:
+def test_right_page_in_top_3(
+    shop_index: VectorStoreIndex, shop_url: str, question: str, slug: str
+) -> None:
     nodes = shop_index.as_retriever(similarity_top_k=3).retrieve(question)
     urls = [node.metadata["url"] for node in nodes]
     assert f"{shop_url}/products/{slug}" in urls, (question, urls)

@@ -51,7 +51,7 @@ def product_page(product: dict, products: list[dict]) -> str:
     )
     reviews = "\n".join(
         f'  <div class="review"><p class="stars">{"★" * stars}{"☆" * (5 - stars)} ({stars} out of 5)</p>'
-        f"<p>{esc(text)}</p><p class=\"reviewer\">Reviewed by {esc(name)}</p></div>"
+        f'<p>{esc(text)}</p><p class="reviewer">Reviewed by {esc(name)}</p></div>'
         for name, stars, text in product["reviews"]
     )
     average = sum(r[1] for r in product["reviews"]) / len(product["reviews"])
@@ -140,8 +140,14 @@ def main() -> None:
     write("index.html", home_page(products))
     write("about.html", about_page())
     write("cart.html", plain_page("Your cart", "Your cart is empty."))
-    write("privacy.html", plain_page("Privacy", "We store your address only to ship your order, and never sell it."))
-    write("terms.html", plain_page("Terms", "Prices include VAT. Orders ship within two working days."))
+    write(
+        "privacy.html",
+        plain_page("Privacy", "We store your address only to ship your order, and never sell it."),
+    )
+    write(
+        "terms.html",
+        plain_page("Terms", "Prices include VAT. Orders ship within two working days."),
+    )
     for page in range(1, pages + 1):
         items = products[(page - 1) * PER_PAGE : page * PER_PAGE]
         target = "products.html" if page == 1 else f"products/page/{page}.html"
@@ -149,7 +155,10 @@ def main() -> None:
     for product in products:
         write(f"products/{product['slug']}.html", product_page(product, products))
     write("robots.txt", "User-agent: *\nDisallow: /cart\n")
-    write("style.css", "body{font-family:sans-serif;max-width:60rem;margin:auto}.price{font-weight:bold}\n")
+    write(
+        "style.css",
+        "body{font-family:sans-serif;max-width:60rem;margin:auto}.price{font-weight:bold}\n",
+    )
     print(f"wrote {len(products)} product pages and {pages} listing pages to {SITE}")
 
 

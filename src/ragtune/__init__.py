@@ -1,9 +1,9 @@
 """ragtune: make an open LLM know your own knowledge, and show which route pays off.
 
-    from ragtune import WebReader, VectorStoreIndex
-    documents = WebReader().load_data(urls=["http://127.0.0.1:8000/products"])
-    index = VectorStoreIndex.from_documents(documents, persist_dir="./idx")
-    print(index.as_query_engine().query("What is the flavor of the dark energy potion?"))
+from ragtune import WebReader, VectorStoreIndex
+documents = WebReader().load_data(urls=["http://127.0.0.1:8000/products"])
+index = VectorStoreIndex.from_documents(documents, persist_dir="./idx")
+print(index.as_query_engine().query("What is the flavor of the dark energy potion?"))
 """
 
 import logging

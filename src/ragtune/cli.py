@@ -31,7 +31,9 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable
 ModeOption = Annotated[
     str, typer.Option("--mode", help="hybrid (keyword + vector), dense or keyword.")
 ]
-TopKOption = Annotated[int, typer.Option("--top-k", "-k", min=1, max=100, help="Passages to retrieve.")]
+TopKOption = Annotated[
+    int, typer.Option("--top-k", "-k", min=1, max=100, help="Passages to retrieve.")
+]
 DEMO_QUESTION = "What is the flavor of the dark energy potion?"
 
 
@@ -47,14 +49,21 @@ def _progress() -> Progress:
     )
 
 
-def _ingest(urls: list[str], index_dir: Path, crawl: bool, max_pages: int, max_depth: int,
-            skip_failures: bool) -> dict[str, Any]:
+def _ingest(
+    urls: list[str],
+    index_dir: Path,
+    crawl: bool,
+    max_pages: int,
+    max_depth: int,
+    skip_failures: bool,
+) -> dict[str, Any]:
     from ragtune.index.vector_index import VectorStoreIndex, check_index_target
     from ragtune.web import WebReader
 
     check_index_target(index_dir)  # fail before fetching anything
-    reader = WebReader(ignore_scrape_failures=True, crawl=crawl, max_pages=max_pages,
-                       max_depth=max_depth)
+    reader = WebReader(
+        ignore_scrape_failures=True, crawl=crawl, max_pages=max_pages, max_depth=max_depth
+    )
     with _progress() as progress:
         fetching = progress.add_task("Fetching", total=None if crawl else len(urls), status="")
 
@@ -74,8 +83,7 @@ def _ingest(urls: list[str], index_dir: Path, crawl: bool, max_pages: int, max_d
         def on_embed(done: int, total: int) -> None:
             progress.update(embedding, completed=done, total=total, status="chunks")
 
-        index = VectorStoreIndex.from_documents(documents, persist_dir=index_dir,
-                                                progress=on_embed)
+        index = VectorStoreIndex.from_documents(documents, persist_dir=index_dir, progress=on_embed)
     stats = index.stats()
     for failure in reader.failures:
         err.print(f"[yellow]skipped[/] {failure}", markup=True, highlight=False)
@@ -126,7 +134,9 @@ def retrieve(
         out.print_json(json.dumps({"question": question, "results": [n.to_dict() for n in nodes]}))
         return
     for rank, node in enumerate(nodes, 1):
-        out.print(f"[bold]{rank}. {node.score:.3f}[/] {node.metadata.get('url', '')}", highlight=False)
+        out.print(
+            f"[bold]{rank}. {node.score:.3f}[/] {node.metadata.get('url', '')}", highlight=False
+        )
         out.print(f"   {_excerpt(node.text)}", highlight=False, markup=False)
 
 
@@ -135,7 +145,9 @@ def ask(
     question: Annotated[str, typer.Argument(help="The question to answer.")],
     index: IndexOption,
     top_k: TopKOption = 4,
-    llm: Annotated[str | None, typer.Option(help="A .gguf model file (default: bundled SmolLM2).")] = None,
+    llm: Annotated[
+        str | None, typer.Option(help="A .gguf model file (default: bundled SmolLM2).")
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Answer a question from an index, citing the sources used.
@@ -159,8 +171,11 @@ def _stream_answer(engine: Any, question: str) -> None:
     out.print()
     out.print("\n[bold]Sources[/]")
     for number, node in enumerate(response.source_nodes, 1):
-        out.print(f"  [{number}] {node.metadata.get('url', '')} (score {node.score:.3f})",
-                  markup=False, highlight=False)
+        out.print(
+            f"  [{number}] {node.metadata.get('url', '')} (score {node.score:.3f})",
+            markup=False,
+            highlight=False,
+        )
 
 
 @app.command()
@@ -194,7 +209,9 @@ def models() -> None:
 @app.command()
 def demo(
     question: Annotated[str, typer.Option(help="The question to ask.")] = DEMO_QUESTION,
-    index: Annotated[Path | None, typer.Option(help="Keep the index here (default: temporary).")] = None,
+    index: Annotated[
+        Path | None, typer.Option(help="Keep the index here (default: temporary).")
+    ] = None,
 ) -> None:
     """Serve the demo shop on 127.0.0.1, ingest it, ask a question, print answer and sources."""
     import tempfile
@@ -207,8 +224,14 @@ def demo(
     with tempfile.TemporaryDirectory(prefix="ragtune-demo-") as scratch, serve_shop() as base:
         index_dir = index or Path(scratch) / "index"
         err.print(f"Serving the demo shop at {base}", highlight=False)
-        _ingest([f"{base}/products"], index_dir, crawl=True, max_pages=500, max_depth=4,
-                skip_failures=True)
+        _ingest(
+            [f"{base}/products"],
+            index_dir,
+            crawl=True,
+            max_pages=500,
+            max_depth=4,
+            skip_failures=True,
+        )
         engine = VectorStoreIndex.load(index_dir).as_query_engine()
         out.print(f"\n[bold]Q:[/] {question}\n[bold]A:[/] ", end="", highlight=False)
         _stream_answer(engine, question)

@@ -46,5 +46,9 @@ def extract_file(path: Path) -> ExtractedPage:
         text = data.decode("utf-8", errors="replace").strip()
         if not text:
             raise ExtractionError(f"{path}: the file is empty")
-        return ExtractedPage(markdown=text, text=text, title=path.stem, metadata={"title": path.stem})
-    raise RagtuneError(f"{path}: unsupported file type {suffix or '(none)'}; expected HTML, Markdown or text")
+        return ExtractedPage(
+            markdown=text, text=text, title=path.stem, metadata={"title": path.stem}
+        )
+    raise RagtuneError(
+        f"{path}: unsupported file type {suffix or '(none)'}; expected HTML, Markdown or text"
+    )

@@ -35,7 +35,7 @@ def extract_html(html: str | bytes, url: str | None = None) -> ExtractedPage:
     headers and footers are dropped. Raises ExtractionError when the page has no
     readable text at all.
     """
-    document = trafilatura.bare_extraction(
+    document: Any = trafilatura.bare_extraction(  # a Document, since as_dict is False
         html,
         url=url,
         include_tables=True,

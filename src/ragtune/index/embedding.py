@@ -36,7 +36,9 @@ class Embedder:
 
     @property
     def name(self) -> str:
-        return self.model_path.name if self.model_path.name != "model" else self.model_path.parent.name
+        return (
+            self.model_path.name if self.model_path.name != "model" else self.model_path.parent.name
+        )
 
     @cached_property
     def max_tokens(self) -> int:

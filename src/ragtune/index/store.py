@@ -96,6 +96,10 @@ class LanceStore:
                 ) from None
         return self._table
 
+    def ensure_table(self) -> None:
+        """Open the table, creating it empty if the store is new."""
+        _ = self.table
+
     def check_readable(self) -> None:
         """Open the table and read its size, so damage is reported at load time."""
         try:
@@ -141,7 +145,11 @@ class LanceStore:
         """Best chunks by BM25 over the passage, its title and section path."""
         if self.count() == 0:
             return []
-        rows = self.table.search(query, query_type="fts", fts_columns="search_text").limit(limit).to_list()
+        rows = (
+            self.table.search(query, query_type="fts", fts_columns="search_text")
+            .limit(limit)
+            .to_list()
+        )
         return [SearchHit(row=row, score=float(row.pop("_score"))) for row in rows]
 
     def count(self) -> int:

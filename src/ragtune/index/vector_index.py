@@ -61,7 +61,7 @@ class VectorStoreIndex:
         if not documents:
             raise RagtuneError("no documents to index: every source failed or was empty")
         temporary = persist_dir is None
-        directory = Path(tempfile.mkdtemp(prefix="ragtune-index-")) if temporary else Path(persist_dir)
+        directory = Path(persist_dir or tempfile.mkdtemp(prefix="ragtune-index-"))
         if (directory / MANIFEST).exists():
             index = cls.load(directory, embed_model=embed_model)
         else:
@@ -113,7 +113,7 @@ class VectorStoreIndex:
         )
         directory.mkdir(parents=True, exist_ok=True)
         index = cls(directory, manifest, embedder)
-        index.store.table  # create the empty table before the manifest marks this an index
+        index.store.ensure_table()  # before the manifest marks this directory an index
         manifest.save(directory)
         return index
 
@@ -207,7 +207,9 @@ class VectorIndexRetriever:
         if similarity_top_k < 1:
             raise InvalidQueryError("top-k must be at least 1")
         if mode not in RETRIEVAL_MODES:
-            raise InvalidQueryError(f"unknown retrieval mode {mode!r}; use one of {RETRIEVAL_MODES}")
+            raise InvalidQueryError(
+                f"unknown retrieval mode {mode!r}; use one of {RETRIEVAL_MODES}"
+            )
         self.index = index
         self.similarity_top_k = similarity_top_k
         self.mode = mode
@@ -260,7 +262,9 @@ def validate_query(query: str) -> str:
     if not isinstance(query, str) or not query.strip():
         raise InvalidQueryError("the question is empty")
     if len(query) > MAX_QUERY_CHARS:
-        raise InvalidQueryError(f"the question is {len(query)} characters; the limit is {MAX_QUERY_CHARS}")
+        raise InvalidQueryError(
+            f"the question is {len(query)} characters; the limit is {MAX_QUERY_CHARS}"
+        )
     return query.strip()
 
 

@@ -60,6 +60,10 @@ class LlamaCppLLM:
         except Exception as error:  # the binding raises plain Exception on a bad model
             raise ModelNotFoundError(f"cannot load {self.model_path}: {error}") from None
 
+    def load(self) -> None:
+        """Load the model now rather than on the first request."""
+        _ = self._server
+
     def count_tokens(self, text: str) -> int:
         # The server's /tokenize is the model's own tokenizer; it listens on loopback only.
         response = httpx.post(
@@ -68,7 +72,9 @@ class LlamaCppLLM:
         response.raise_for_status()
         return len(response.json()["tokens"])
 
-    def _request(self, messages: list[ChatMessage], max_tokens: int, stream: bool) -> dict[str, Any]:
+    def _request(
+        self, messages: list[ChatMessage], max_tokens: int, stream: bool
+    ) -> dict[str, Any]:
         return {
             "messages": messages,
             "max_tokens": max_tokens,
@@ -107,7 +113,7 @@ class LlamaCppLLM:
             finally:
                 pieces.put(_DONE)
 
-        self._server  # load in this thread so a load error is raised here
+        self.load()  # in this thread, so a load error is raised to the caller
         worker = threading.Thread(target=generate, daemon=True)
         worker.start()
         while (item := pieces.get()) is not _DONE:

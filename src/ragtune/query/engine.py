@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 
 class RetrieverQueryEngine:
-    """``query(question)`` returns a Response whose ``source_nodes`` are the sources in the prompt."""
+    """``query(question)`` returns a Response; its ``source_nodes`` are the prompt's sources."""
 
     def __init__(
         self,
@@ -56,7 +56,7 @@ class RetrieverQueryEngine:
         return Response(answer, packed.sources, self._metadata(packed, timings))
 
     def stream(self, question: str) -> tuple[Iterator[str], Response]:
-        """Tokens as they arrive, and a Response whose ``response`` fills in as they are consumed."""
+        """Tokens as they arrive, and a Response whose ``response`` fills in as they are read."""
         packed, timings = self._prepare(question)
         response = Response("", packed.sources, self._metadata(packed, timings))
 
@@ -84,6 +84,8 @@ def keep_relevant(nodes: list[NodeWithScore], ratio: float) -> list[NodeWithScor
         return nodes
     # Fused ranks say little about how close a passage is; the embedding
     # similarity does, so the cut uses it where the node has one.
-    similarity = {id(n): n.metadata.get("retrieval_scores", {}).get("dense", n.score) for n in nodes}
+    similarity = {
+        id(n): n.metadata.get("retrieval_scores", {}).get("dense", n.score) for n in nodes
+    }
     floor = max(similarity.values()) * ratio
     return [node for node in nodes if similarity[id(node)] >= floor]

@@ -90,7 +90,9 @@ class Fetcher:
     def _read_limited(self, url: str, response: httpx.Response) -> bytes:
         declared = response.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > self.max_bytes:
-            raise FetchError(url, f"response is {int(declared)} bytes, over the {self.max_bytes}-byte limit")
+            raise FetchError(
+                url, f"response is {int(declared)} bytes, over the {self.max_bytes}-byte limit"
+            )
         chunks: list[bytes] = []
         size = 0
         for chunk in response.iter_bytes():
