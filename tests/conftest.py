@@ -60,6 +60,24 @@ class _AwkwardHandler(BaseHTTPRequestHandler):
     }
 
     def do_GET(self) -> None:  # noqa: N802
+        if self.path == "/huge":
+            # 30 MB of HTML with no Content-Length: only counting the bytes can stop it.
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.end_headers()
+            block = b"<p>" + b"a" * 1_048_576 + b"</p>"
+            try:
+                for _ in range(30):
+                    self.wfile.write(block)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the client gave up, as it should
+            return
+        if self.path == "/declared-huge":
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(100 * 1024**3))
+            self.end_headers()
+            return
         status, content_type, body = self.routes.get(
             self.path, (404, "text/html", b"<h1>Not found</h1>")
         )

@@ -162,3 +162,20 @@ def test_unknown_mode_and_model(index_copy: Path, tmp_path: Path) -> None:
         run_cli("ask", "q?", "--index", str(index_copy), "--llm", str(tmp_path / "nope.gguf")),
         "does not exist",
     )
+
+
+def test_broken_links_found_while_crawling_are_reported_not_fatal(tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "index.html").write_text(
+        "<html><body><h1>Home</h1><p>The keeper lights the lamp at dusk every evening.</p>"
+        '<a href="/gone">a dead link</a> <a href="/ok.html">a live one</a></body></html>'
+    )
+    (site / "ok.html").write_text("<html><body><h1>Ok</h1><p>The lamp burns whale oil.</p></body></html>")
+    from ragtune.shop_server import serve_shop
+
+    with serve_shop(site) as base:
+        result = run_cli("ingest", f"{base}/", "--crawl", "--index", str(tmp_path / "i"))
+    assert result.returncode == 0, result.stderr
+    assert "Indexed 2 pages (1 skipped)" in result.stderr
+    assert "/gone: HTTP 404" in result.stderr

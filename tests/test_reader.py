@@ -75,3 +75,11 @@ def test_malformed_urls_are_rejected(url: str, reason: str) -> None:
 
 def test_unsupported_content_error_is_a_fetch_error() -> None:
     assert issubclass(UnsupportedContentError, FetchError)
+
+
+@pytest.mark.parametrize(
+    ("path", "reason"), [("/huge", "exceeds the"), ("/declared-huge", "over the")]
+)
+def test_oversized_bodies_are_refused(awkward_url: str, path: str, reason: str) -> None:
+    with pytest.raises(FetchError, match=reason):
+        WebReader(ignore_scrape_failures=False).load_data(urls=[awkward_url + path])

@@ -67,16 +67,22 @@ def _ingest(
     with _progress() as progress:
         fetching = progress.add_task("Fetching", total=None if crawl else len(urls), status="")
 
+        seeds = {url.strip() for url in urls}
+        failed_seeds: list[RagtuneError] = []
+
         def on_page(url: str, result: object) -> None:
-            status = "failed" if isinstance(result, RagtuneError) else "ok"
+            failed = isinstance(result, RagtuneError)
+            if failed and url in seeds:
+                failed_seeds.append(result)  # type: ignore[arg-type]
+            status = "failed" if failed else "ok"
             progress.update(fetching, advance=1, status=f"{status} {url[-60:]}")
 
         documents = reader.load_data(urls, on_page=on_page)
-        if reader.failures and not skip_failures:
+        # A URL the user named must work; a broken link found while crawling is only reported.
+        if failed_seeds and not skip_failures:
             raise RagtuneError(
-                f"{len(reader.failures)} of {len(reader.failures) + len(documents)} pages failed, "
-                f"index left unchanged (first: {reader.failures[0]}); "
-                "use --skip-failures to index the rest"
+                f"{len(failed_seeds)} of {len(seeds)} URLs failed, index left unchanged "
+                f"(first: {failed_seeds[0]}); use --skip-failures to index the rest"
             )
         embedding = progress.add_task("Embedding", total=None, status="")
 
