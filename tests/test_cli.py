@@ -171,7 +171,9 @@ def test_broken_links_found_while_crawling_are_reported_not_fatal(tmp_path: Path
         "<html><body><h1>Home</h1><p>The keeper lights the lamp at dusk every evening.</p>"
         '<a href="/gone">a dead link</a> <a href="/ok.html">a live one</a></body></html>'
     )
-    (site / "ok.html").write_text("<html><body><h1>Ok</h1><p>The lamp burns whale oil.</p></body></html>")
+    (site / "ok.html").write_text(
+        "<html><body><h1>Ok</h1><p>The lamp burns whale oil.</p></body></html>"
+    )
     from ragtune.shop_server import serve_shop
 
     with serve_shop(site) as base:
