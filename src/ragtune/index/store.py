@@ -27,6 +27,11 @@ class StoredChunk:
     metadata: dict[str, Any]
     vector: np.ndarray
 
+    @property
+    def embed_text(self) -> str:
+        """What the embedder sees: the header gives a bare passage its context."""
+        return f"{self.header}\n\n{self.text}" if self.header else self.text
+
     def row(self) -> dict[str, Any]:
         return {
             "id": self.id,

@@ -129,7 +129,7 @@ class VectorStoreIndex:
         chunks: list[StoredChunk] = []
         for document in unique.values():
             chunks.extend(self._chunks_of(document))
-        vectors = self._embed([c.header + "\n\n" + c.text for c in chunks], progress)
+        vectors = self._embed([chunk.embed_text for chunk in chunks], progress)
         for chunk, vector in zip(chunks, vectors, strict=True):
             chunk.vector = vector
         self.store.replace_documents(list(unique), chunks)
