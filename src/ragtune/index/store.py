@@ -26,11 +26,7 @@ class StoredChunk:
     chunk_index: int
     metadata: dict[str, Any]
     vector: np.ndarray
-
-    @property
-    def embed_text(self) -> str:
-        """What the embedder sees: the header gives a bare passage its context."""
-        return f"{self.header}\n\n{self.text}" if self.header else self.text
+    embed_text: str = ""  # what was embedded; not stored
 
     def row(self) -> dict[str, Any]:
         return {

@@ -154,6 +154,7 @@ class VectorStoreIndex:
                     chunk_index=number,
                     metadata=metadata,
                     vector=None,  # type: ignore[arg-type]  # filled once all are embedded
+                    embed_text=chunk.embed_text,
                 )
             )
         return stored
