@@ -111,13 +111,23 @@ def test_skip_failures_indexes_the_rest(awkward_url: str, tmp_path: Path) -> Non
         "ingest",
         f"{awkward_url}/page",
         f"{awkward_url}/missing",
+        "http://[::1]:9/brackets-are-not-markup",
         "--skip-failures",
         "--index",
         str(tmp_path / "i"),
     )
     assert result.returncode == 0, result.stderr
     assert "skipped" in result.stderr and "HTTP 404" in result.stderr
-    assert "Indexed 1 pages (1 skipped)" in result.stderr
+    assert "http://[::1]:9/brackets-are-not-markup" in result.stderr
+    assert "Indexed 1 pages (2 skipped)" in result.stderr
+
+
+def test_skip_failures_with_nothing_readable(awkward_url: str, tmp_path: Path) -> None:
+    result = run_cli(
+        "ingest", f"{awkward_url}/missing", "--skip-failures", "--index", str(tmp_path / "i")
+    )
+    assert_one_line_error(result, "nothing to index", "HTTP 404")
+    assert not (tmp_path / "i").exists()
 
 
 @pytest.mark.parametrize(

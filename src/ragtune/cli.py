@@ -14,6 +14,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn
+from rich.text import Text
 
 from ragtune.errors import RagtuneError
 
@@ -59,6 +60,7 @@ def _ingest(
 ) -> dict[str, Any]:
     from ragtune.index.vector_index import VectorStoreIndex, check_index_target
     from ragtune.web import WebReader
+    from ragtune.web.crawl import normalise
 
     check_index_target(index_dir)  # fail before fetching anything
     reader = WebReader(
@@ -67,12 +69,12 @@ def _ingest(
     with _progress() as progress:
         fetching = progress.add_task("Fetching", total=None if crawl else len(urls), status="")
 
-        seeds = {url.strip() for url in urls}
+        seeds = {normalise(url.strip()) for url in urls}
         failed_seeds: list[RagtuneError] = []
 
         def on_page(url: str, result: object) -> None:
             failed = isinstance(result, RagtuneError)
-            if failed and url in seeds:
+            if failed and normalise(url) in seeds:
                 failed_seeds.append(result)  # type: ignore[arg-type]
             status = "failed" if failed else "ok"
             progress.update(fetching, advance=1, status=f"{status} {url[-60:]}")
@@ -84,6 +86,9 @@ def _ingest(
                 f"{len(failed_seeds)} of {len(seeds)} URLs failed, index left unchanged "
                 f"(first: {failed_seeds[0]}); use --skip-failures to index the rest"
             )
+        if not documents:
+            first = f" (first: {reader.failures[0]})" if reader.failures else ""
+            raise RagtuneError(f"nothing to index: no page could be read{first}")
         embedding = progress.add_task("Embedding", total=None, status="")
 
         def on_embed(done: int, total: int) -> None:
@@ -92,7 +97,8 @@ def _ingest(
         index = VectorStoreIndex.from_documents(documents, persist_dir=index_dir, progress=on_embed)
     stats = index.stats()
     for failure in reader.failures:
-        err.print(f"[yellow]skipped[/] {failure}", markup=True, highlight=False)
+        # Text, not markup: a URL such as http://[::1]/ must not be read as a style tag.
+        err.print(Text.assemble(("skipped ", "yellow"), str(failure)), highlight=False)
     err.print(
         f"Indexed {len(documents)} pages ({len(reader.failures)} skipped) into {index_dir}: "
         f"{stats['documents']} documents, {stats['chunks']} chunks in the index.",
