@@ -121,11 +121,11 @@ class MarkdownChunker:
             )
             for piece in self._fit(block.text, block_budget):
                 size = self.count_tokens(piece)
-                if units and sum(u.tokens for u in units) + size > budget:
-                    emit()
-                    units = self._overlap(units, block_budget - size)
-                    unit_headings, header, budget = block.headings, block_header, block_budget
-                if not units:
+                if not units or sum(u.tokens for u in units) + size > budget:
+                    if units:
+                        emit()
+                        units = self._overlap(units, block_budget - size)
+                    # A new chunk is named after the block its fresh content comes from.
                     unit_headings, header, budget = block.headings, block_header, block_budget
                 units.append(_Unit(piece, size, block_number))
         if units:
