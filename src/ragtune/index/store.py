@@ -26,7 +26,7 @@ class StoredChunk:
     chunk_index: int
     metadata: dict[str, Any]
     vector: np.ndarray
-    embed_text: str = ""  # what was embedded; not stored
+    embed_text: str  # the passage under its title and section path, as the embedder saw it
 
     def row(self) -> dict[str, Any]:
         return {
@@ -36,7 +36,7 @@ class StoredChunk:
             "title": self.title,
             "header": self.header,
             "text": self.text,
-            "search_text": f"{self.header}\n{self.text}",
+            "search_text": self.embed_text,
             "chunk_index": self.chunk_index,
             "metadata": json.dumps(self.metadata, ensure_ascii=False, default=str),
             "vector": self.vector.astype(np.float32),
@@ -58,7 +58,7 @@ def schema(dimensions: int) -> pa.Schema:
             ("title", pa.string()),
             ("header", pa.string()),
             ("text", pa.string()),
-            # What BM25 sees: the passage with its page title and section path.
+            # What BM25 sees: the same header-plus-passage text the embedder saw.
             ("search_text", pa.string()),
             ("chunk_index", pa.int32()),
             ("metadata", pa.string()),
