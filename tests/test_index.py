@@ -102,3 +102,19 @@ def test_a_file_as_index(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("x")
     with pytest.raises(InvalidIndexError, match="is a file"):
         VectorStoreIndex.load(tmp_path / "file")
+
+
+def test_every_hybrid_node_carries_its_embedding_similarity(tmp_path: Path) -> None:
+    # Keyword-only hits have no dense rank, yet the query engine cuts on similarity:
+    # each node must carry the true cosine between the question and its embedded text.
+    index = VectorStoreIndex.from_documents(documents(), persist_dir=tmp_path / "idx")
+    question = "purple gadgets"
+    query_vector = index.embedder.embed_query(question)
+    nodes = index.as_retriever(similarity_top_k=5).retrieve(question)
+    assert len(nodes) == 2
+    for node in nodes:
+        header = node.metadata["header"]
+        embedded = index.embedder.embed_query(f"{header}\n\n{node.text}" if header else node.text)
+        assert node.metadata["similarity"] == pytest.approx(
+            float(query_vector @ embedded), abs=1e-4
+        )

@@ -10,6 +10,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+import numpy as np
+
 from ragtune.documents import Document, NodeWithScore, TextNode
 from ragtune.errors import InvalidIndexError, InvalidQueryError, RagtuneError
 from ragtune.index.chunking import ChunkingConfig, MarkdownChunker
@@ -160,8 +162,6 @@ class VectorStoreIndex:
         return stored
 
     def _embed(self, texts: list[str], progress: ProgressHook | None) -> Any:
-        import numpy as np
-
         batch = 64
         parts = []
         for start in range(0, len(texts), batch):
@@ -221,19 +221,30 @@ class VectorIndexRetriever:
         k = self.similarity_top_k
         if self.mode == "keyword":
             return [_scored(hit.row, hit.score) for hit in store.search_keyword(query, k)]
-        dense = store.search_vector(self.index.embedder.embed_query(query), k * FUSION_DEPTH)
+        query_vector = self.index.embedder.embed_query(query)
+        dense = store.search_vector(query_vector, k * FUSION_DEPTH)
+        similarity = {hit.row["id"]: hit.score for hit in dense}
         if self.mode == "dense":
-            return [_scored(hit.row, hit.score) for hit in dense[:k]]
-        keyword = store.search_keyword(query, k * FUSION_DEPTH)
-        return reciprocal_rank_fusion([dense, keyword], k)
+            nodes = [_scored(hit.row, hit.score) for hit in dense[:k]]
+        else:
+            keyword = store.search_keyword(query, k * FUSION_DEPTH)
+            for hit in keyword:
+                # Vectors are unit length, so the dot product is the cosine similarity.
+                similarity.setdefault(hit.row["id"], float(np.dot(query_vector, hit.row["vector"])))
+            nodes = reciprocal_rank_fusion({"dense": dense, "keyword": keyword}, k)
+        # Every node says how close it is to the question on one scale, whichever
+        # ranking found it: the query engine cuts weak sources on this.
+        for node in nodes:
+            node.metadata["similarity"] = similarity[node.node_id]
+        return nodes
 
 
-def reciprocal_rank_fusion(rankings: list[list[SearchHit]], limit: int) -> list[NodeWithScore]:
-    """Fuse rankings (dense first, then keyword); each node keeps its per-ranking scores."""
+def reciprocal_rank_fusion(rankings: dict[str, list[SearchHit]], limit: int) -> list[NodeWithScore]:
+    """Fuse named rankings; each node keeps its score in each ranking that found it."""
     fused: dict[str, float] = {}
     rows: dict[str, dict[str, Any]] = {}
     scores: dict[str, dict[str, float]] = {}
-    for name, ranking in zip(("dense", "keyword"), rankings, strict=False):
+    for name, ranking in rankings.items():
         for rank, hit in enumerate(ranking, start=1):
             key = hit.row["id"]
             fused[key] = fused.get(key, 0.0) + 1.0 / (RRF_K + rank)

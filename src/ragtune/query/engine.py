@@ -83,9 +83,7 @@ def keep_relevant(nodes: list[NodeWithScore], ratio: float) -> list[NodeWithScor
     if not nodes or ratio <= 0:
         return nodes
     # Fused ranks say little about how close a passage is; the embedding
-    # similarity does, so the cut uses it where the node has one.
-    similarity = {
-        id(n): n.metadata.get("retrieval_scores", {}).get("dense", n.score) for n in nodes
-    }
+    # similarity does, so the cut uses it where the retriever gave one.
+    similarity = {id(n): n.metadata.get("similarity", n.score) for n in nodes}
     floor = max(similarity.values()) * ratio
     return [node for node in nodes if similarity[id(node)] >= floor]
