@@ -191,3 +191,14 @@ def test_broken_links_found_while_crawling_are_reported_not_fatal(tmp_path: Path
     assert result.returncode == 0, result.stderr
     assert "Indexed 2 pages (1 skipped)" in result.stderr
     assert "/gone: HTTP 404" in result.stderr
+
+
+@pytest.mark.parametrize("damaged", ["data", "_indices"])
+def test_damaged_data_files_are_reported_at_query_time(index_copy: Path, damaged: str) -> None:
+    # The manifest and table metadata are intact, so the index opens; the damage is
+    # only met when a search reads the vectors or the keyword index.
+    for path in (index_copy / "lancedb" / "chunks.lance" / damaged).rglob("*.lance"):
+        path.write_bytes(b"\x00garbage" * 16)
+    assert_one_line_error(
+        run_cli("retrieve", "price of the griffin kite", "--index", str(index_copy)), "damaged"
+    )

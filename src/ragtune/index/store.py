@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,6 +17,7 @@ import pyarrow as pa
 from ragtune.errors import InvalidIndexError
 
 TABLE = "chunks"
+_RUST_LOCATION = re.compile(r",\s*/\S+\.rs:\d+:\d+")
 
 
 @dataclass
@@ -71,30 +76,35 @@ class LanceStore:
     """Chunks with their vectors; every write is one atomic LanceDB commit."""
 
     def __init__(self, directory: Path, dimensions: int) -> None:
+        # Lance's Rust logger writes warnings straight to stderr; ragtune reports
+        # problems itself, as one line.
+        os.environ.setdefault("LANCEDB_LOG", "error")
         import lancedb
 
         self.directory = directory
         self.dimensions = dimensions
-        try:
+        with self._damage_reported():
             self._db = lancedb.connect(str(directory))
-        except OSError as error:
-            raise InvalidIndexError(
-                f"{directory.parent}: the index data is damaged ({_first_line(error)})"
-            ) from None
         self._table: Any = None
+
+    @contextmanager
+    def _damage_reported(self) -> Iterator[None]:
+        """Turn LanceDB's read failures into one-line InvalidIndexErrors naming the index."""
+        try:
+            yield
+        except (OSError, ValueError, RuntimeError) as error:
+            raise InvalidIndexError(
+                f"{self.directory.parent}: the index data is damaged ({_first_line(error)})"
+            ) from None
 
     @property
     def table(self) -> Any:
         if self._table is None:
-            try:
+            with self._damage_reported():
                 if TABLE in self._db.list_tables().tables:
                     self._table = self._db.open_table(TABLE)
                 else:
                     self._table = self._db.create_table(TABLE, schema=schema(self.dimensions))
-            except (OSError, ValueError, RuntimeError) as error:
-                raise InvalidIndexError(
-                    f"{self.directory}: the index data is damaged ({_first_line(error)})"
-                ) from None
         return self._table
 
     def ensure_table(self) -> None:
@@ -103,12 +113,8 @@ class LanceStore:
 
     def check_readable(self) -> None:
         """Open the table and read its size, so damage is reported at load time."""
-        try:
+        with self._damage_reported():
             self.table.count_rows()
-        except (OSError, ValueError, RuntimeError) as error:
-            raise InvalidIndexError(
-                f"{self.directory}: the index data is damaged ({_first_line(error)})"
-            ) from None
 
     def replace_documents(self, doc_ids: list[str], chunks: list[StoredChunk]) -> None:
         """Insert ``chunks`` and drop every other chunk of ``doc_ids``, in one commit."""
@@ -134,23 +140,25 @@ class LanceStore:
         """Nearest chunks by cosine similarity; score in [-1, 1], higher is closer."""
         if self.count() == 0:
             return []
-        rows = (
-            self.table.search(vector, vector_column_name="vector")
-            .distance_type("cosine")
-            .limit(limit)
-            .to_list()
-        )
+        with self._damage_reported():
+            rows = (
+                self.table.search(vector, vector_column_name="vector")
+                .distance_type("cosine")
+                .limit(limit)
+                .to_list()
+            )
         return [SearchHit(row=row, score=1.0 - float(row.pop("_distance"))) for row in rows]
 
     def search_keyword(self, query: str, limit: int) -> list[SearchHit]:
         """Best chunks by BM25 over the passage, its title and section path."""
         if self.count() == 0:
             return []
-        rows = (
-            self.table.search(query, query_type="fts", fts_columns="search_text")
-            .limit(limit)
-            .to_list()
-        )
+        with self._damage_reported():
+            rows = (
+                self.table.search(query, query_type="fts", fts_columns="search_text")
+                .limit(limit)
+                .to_list()
+            )
         return [SearchHit(row=row, score=float(row.pop("_score"))) for row in rows]
 
     def count(self) -> int:
@@ -170,4 +178,6 @@ def _sql_string(value: str) -> str:
 
 
 def _first_line(error: BaseException) -> str:
-    return (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+    line = (str(error).strip().splitlines() or [type(error).__name__])[0]
+    # Lance appends the Rust source location of the error; it means nothing to a user.
+    return _RUST_LOCATION.sub("", line)[:200]
