@@ -15,6 +15,8 @@ SYSTEM_PROMPT = (
 )
 # Room for the chat template's own tokens, which the plain count does not see.
 TEMPLATE_MARGIN = 48
+# The blank line that joins one source block to the next.
+SEPARATOR_TOKENS = 2
 
 
 @dataclass
@@ -46,7 +48,7 @@ def pack_prompt(
     used = 0
     for node in nodes:
         block = format_source(len(chosen) + 1, node)
-        size = count_tokens(block) + 2
+        size = count_tokens(block) + SEPARATOR_TOKENS
         if used + size > budget:
             continue  # a smaller, lower-ranked source may still fit
         chosen.append(node)
