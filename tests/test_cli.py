@@ -37,7 +37,11 @@ def test_ingest_then_ask_and_retrieve_as_json(shop_url: str, tmp_path: Path) -> 
     index = tmp_path / "idx"
     ingest = run_cli("ingest", f"{shop_url}/products", "--crawl", "--index", str(index))
     assert ingest.returncode == 0, ingest.stderr
-    assert "Indexed 40 pages" in ingest.stderr
+    assert "Indexed 39 documents" in ingest.stderr
+    assert "39 fetched, 0 unchanged, 1 skipped, 0 failed" in ingest.stderr
+    assert f"skipped {shop_url}/cart: disallowed by robots.txt" in ingest.stderr
+    report = json.loads((index / "ingest-report.json").read_text())
+    assert report["counts"] == {"fetched": 39, "unchanged": 0, "skipped": 1, "failed": 0}
 
     retrieved = run_cli(
         "retrieve", "price of the griffin kite", "--index", str(index), "--json", "-k", "3"
@@ -117,9 +121,9 @@ def test_skip_failures_indexes_the_rest(awkward_url: str, tmp_path: Path) -> Non
         str(tmp_path / "i"),
     )
     assert result.returncode == 0, result.stderr
-    assert "skipped" in result.stderr and "HTTP 404" in result.stderr
+    assert f"failed {awkward_url}/missing: HTTP 404" in result.stderr
     assert "http://[::1]:9/brackets-are-not-markup" in result.stderr
-    assert "Indexed 1 pages (2 skipped)" in result.stderr
+    assert "Indexed 1 documents" in result.stderr and "2 failed" in result.stderr
 
 
 def test_skip_failures_with_nothing_readable(awkward_url: str, tmp_path: Path) -> None:
@@ -189,7 +193,7 @@ def test_broken_links_found_while_crawling_are_reported_not_fatal(tmp_path: Path
     with serve_shop(site) as base:
         result = run_cli("ingest", f"{base}/", "--crawl", "--index", str(tmp_path / "i"))
     assert result.returncode == 0, result.stderr
-    assert "Indexed 2 pages (1 skipped)" in result.stderr
+    assert "Indexed 2 documents" in result.stderr and "1 failed" in result.stderr
     assert "/gone: HTTP 404" in result.stderr
 
 

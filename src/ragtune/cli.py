@@ -17,6 +17,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 from rich.text import Text
 
 from ragtune.errors import RagtuneError
+from ragtune.ingest import IngestSettings
+from ragtune.web.crawl import CrawlEvent
 
 app = typer.Typer(
     help="Make an open LLM know your own knowledge: ingest, retrieve, ask.",
@@ -50,79 +52,91 @@ def _progress() -> Progress:
     )
 
 
-def _ingest(
-    urls: list[str],
-    index_dir: Path,
-    crawl: bool,
-    max_pages: int,
-    max_depth: int,
-    skip_failures: bool,
-) -> dict[str, Any]:
-    from ragtune.index.vector_index import VectorStoreIndex, check_index_target
-    from ragtune.web import WebReader
-    from ragtune.web.crawl import normalise
+def _ingest(sources: list[str], index_dir: Path, settings: IngestSettings) -> None:
+    from ragtune.ingest import REPORT_FILE, ingest
 
-    check_index_target(index_dir)  # fail before fetching anything
-    reader = WebReader(
-        ignore_scrape_failures=True, crawl=crawl, max_pages=max_pages, max_depth=max_depth
-    )
     with _progress() as progress:
-        fetching = progress.add_task("Fetching", total=None if crawl else len(urls), status="")
+        reading = progress.add_task("Reading", total=None, status="")
 
-        seeds = {normalise(url.strip()) for url in urls}
-        failed_seeds: list[RagtuneError] = []
+        def on_event(event: CrawlEvent) -> None:
+            progress.update(reading, advance=1, status=f"{event.status} {event.url[-60:]}")
 
-        def on_page(url: str, result: object) -> None:
-            failed = isinstance(result, RagtuneError)
-            if failed and normalise(url) in seeds:
-                failed_seeds.append(result)  # type: ignore[arg-type]
-            status = "failed" if failed else "ok"
-            progress.update(fetching, advance=1, status=f"{status} {url[-60:]}")
-
-        documents = reader.load_data(urls, on_page=on_page)
-        # A URL the user named must work; a broken link found while crawling is only reported.
-        if failed_seeds and not skip_failures:
-            raise RagtuneError(
-                f"{len(failed_seeds)} of {len(seeds)} URLs failed, index left unchanged "
-                f"(first: {failed_seeds[0]}); use --skip-failures to index the rest"
-            )
-        if not documents:
-            first = f" (first: {reader.failures[0]})" if reader.failures else ""
-            raise RagtuneError(f"nothing to index: no page could be read{first}")
-        embedding = progress.add_task("Embedding", total=None, status="")
+        embedding = progress.add_task("Embedding", total=None, status="", visible=False)
 
         def on_embed(done: int, total: int) -> None:
-            progress.update(embedding, completed=done, total=total, status="chunks")
+            progress.update(embedding, completed=done, total=total, status="chunks", visible=True)
 
-        index = VectorStoreIndex.from_documents(documents, persist_dir=index_dir, progress=on_embed)
-    stats = index.stats()
-    for failure in reader.failures:
-        # Text, not markup: a URL such as http://[::1]/ must not be read as a style tag.
-        err.print(Text.assemble(("skipped ", "yellow"), str(failure)), highlight=False)
+        result = ingest(sources, index_dir, settings, on_event=on_event, on_embed=on_embed)
+    for url in result.report["urls"]:
+        if url["status"] in ("skipped", "failed"):
+            # Text, not markup: a URL such as http://[::1]/ must not be read as a style tag.
+            label = Text(
+                f"{url['status']} ", style="yellow" if url["status"] == "skipped" else "red"
+            )
+            err.print(Text.assemble(label, f"{url['url']}: {url['reason']}"), highlight=False)
+    counts = result.report["counts"]
     err.print(
-        f"Indexed {len(documents)} pages ({len(reader.failures)} skipped) into {index_dir}: "
-        f"{stats['documents']} documents, {stats['chunks']} chunks in the index.",
+        f"Indexed {result.documents} documents into {index_dir}: "
+        f"{counts['fetched']} fetched, {counts['unchanged']} unchanged, "
+        f"{counts['skipped']} skipped, {counts['failed']} failed; "
+        f"{result.stats['documents']} documents, {result.stats['chunks']} chunks in the index. "
+        f"Report: {index_dir / REPORT_FILE}",
         highlight=False,
     )
-    return stats
 
 
 @app.command()
 def ingest(
-    urls: Annotated[list[str], typer.Argument(help="Web page URLs to read.")],
+    sources: Annotated[list[str], typer.Argument(help="URLs, files or folders to read.")],
     index: IndexOption,
     crawl: Annotated[bool, typer.Option("--crawl", help="Follow same-site links.")] = False,
-    max_pages: Annotated[int, typer.Option(min=1, help="Most pages to fetch when crawling.")] = 200,
+    max_pages: Annotated[int, typer.Option(min=1, help="Most pages to fetch.")] = 200,
     max_depth: Annotated[int, typer.Option(min=0, help="Most link hops from a seed.")] = 3,
+    include: Annotated[
+        list[str] | None, typer.Option(help="Only URLs/paths matching this glob (repeatable).")
+    ] = None,
+    exclude: Annotated[
+        list[str] | None, typer.Option(help="Skip URLs/paths matching this glob (repeatable).")
+    ] = None,
+    render: Annotated[
+        str, typer.Option(help="JavaScript rendering: never, auto (app shells only) or always.")
+    ] = "auto",
+    ignore_robots: Annotated[
+        bool, typer.Option("--ignore-robots", help="Do not obey robots.txt.")
+    ] = False,
+    no_sitemaps: Annotated[
+        bool, typer.Option("--no-sitemaps", help="Do not read sitemaps.")
+    ] = False,
+    concurrency: Annotated[int, typer.Option(min=1, max=256, help="Requests at once.")] = 16,
+    per_host: Annotated[int, typer.Option(min=1, max=64, help="Requests at once per host.")] = 4,
+    delay: Annotated[float, typer.Option(min=0, help="Seconds between requests to a host.")] = 0.0,
+    timeout: Annotated[float, typer.Option(min=0.1, help="Seconds to wait for a server.")] = 20.0,
     skip_failures: Annotated[
-        bool, typer.Option("--skip-failures", help="Index what could be read; skip failed pages.")
+        bool, typer.Option("--skip-failures", help="Index what could be read; skip failed sources.")
     ] = False,
 ) -> None:
-    """Fetch pages, extract their main content and add them to an index.
+    """Read web pages, files or folders and add their main content to an index.
 
     Example: ragtune ingest https://example.com/docs --crawl --index ./idx
     """
-    _ingest(urls, index, crawl, max_pages, max_depth, skip_failures)
+    if render not in ("never", "auto", "always"):
+        raise RagtuneError(f"unknown render mode {render!r}; use never, auto or always")
+    settings = IngestSettings(
+        crawl=crawl,
+        max_pages=max_pages,
+        max_depth=max_depth,
+        include=include or [],
+        exclude=exclude or [],
+        render=render,  # type: ignore[arg-type]
+        obey_robots=not ignore_robots,
+        use_sitemaps=not no_sitemaps,
+        concurrency=concurrency,
+        per_host_concurrency=per_host,
+        delay=delay,
+        timeout=timeout,
+        skip_failures=skip_failures,
+    )
+    _ingest(sources, index, settings)
 
 
 @app.command()
@@ -239,10 +253,9 @@ def demo(
         _ingest(
             [f"{base}/products"],
             index_dir,
-            crawl=True,
-            max_pages=500,
-            max_depth=4,
-            skip_failures=True,
+            IngestSettings(
+                crawl=True, max_pages=500, max_depth=4, render="never", skip_failures=True
+            ),
         )
         engine = VectorStoreIndex.load(index_dir).as_query_engine()
         out.print(f"\n[bold]Q:[/] {question}\n[bold]A:[/] ", end="", highlight=False)

@@ -164,6 +164,20 @@ class LanceStore:
     def count(self) -> int:
         return int(self.table.count_rows())
 
+    def document_metadata(self) -> dict[str, dict[str, Any]]:
+        """The metadata of each indexed document (that of its first chunk), by URL."""
+        if self.count() == 0:
+            return {}
+        with self._damage_reported():
+            rows = (
+                self.table.search()
+                .where("chunk_index = 0")
+                .select(["url", "metadata"])
+                .limit(self.count())
+                .to_list()
+            )
+        return {row["url"]: json.loads(row["metadata"]) for row in rows}
+
     def count_documents(self) -> int:
         rows = self.count()
         if rows == 0:

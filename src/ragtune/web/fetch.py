@@ -1,19 +1,51 @@
-"""HTTP fetching with clear, one-line failures."""
+"""HTTP fetching that survives the real web, with one-line failures.
+
+Retries with exponential backoff and jitter on timeouts, dropped connections,
+408, 429 and 5xx; Retry-After honoured (and applied to the whole host); a
+byte cap counted after decompression, so a gzip bomb stops at the cap; a
+deadline for the whole response, so a server that drips bytes cannot hold a
+worker; a redirect limit; conditional requests with ETag / Last-Modified.
+"""
 
 from __future__ import annotations
 
+import email.utils
+import random
+import time
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from datetime import UTC, datetime
 
 import httpx
 
 from ragtune import __version__
 from ragtune.errors import FetchError, UnsupportedContentError
+from ragtune.web.politeness import HostThrottle
+from ragtune.web.urls import check_url, host_of
 
 USER_AGENT = f"ragtune/{__version__} (+https://pypi.org/project/ragtune/)"
 HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
 TEXT_TYPES = frozenset({"text/plain", "text/markdown", "text/x-markdown"})
+JSON_TYPES = frozenset({"application/json", "application/ld+json"})
+PDF_TYPES = frozenset({"application/pdf"})
+READABLE_TYPES = HTML_TYPES | TEXT_TYPES | JSON_TYPES | PDF_TYPES
+RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 DEFAULT_MAX_BYTES = 20 * 1024 * 1024
+
+
+@dataclass
+class Validators:
+    """What a previous fetch of a URL said about its version, for a conditional GET."""
+
+    etag: str | None = None
+    last_modified: str | None = None
+
+    def headers(self) -> dict[str, str]:
+        headers = {}
+        if self.etag:
+            headers["If-None-Match"] = self.etag
+        if self.last_modified:
+            headers["If-Modified-Since"] = self.last_modified
+        return headers
 
 
 @dataclass
@@ -24,14 +56,40 @@ class FetchedPage:
     content_type: str
     body: bytes
     encoding: str | None
+    etag: str | None = None
+    last_modified: str | None = None
+    attempts: int = 1
+    rendered: bool = False  # the body is the DOM after JavaScript ran
 
     @property
     def is_html(self) -> bool:
         return self.content_type in HTML_TYPES
 
+    @property
+    def not_modified(self) -> bool:
+        return self.status == 304
+
+    @property
+    def validators(self) -> Validators:
+        return Validators(self.etag, self.last_modified)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    retries: int = 3
+    backoff: float = 0.25  # seconds before the first retry; doubles each time, plus jitter
+    max_retry_after: float = 60.0
+
+
+class _Retryable(Exception):
+    def __init__(self, reason: str, wait: float | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.wait = wait
+
 
 class Fetcher:
-    """A reusable HTTP client that returns FetchedPage or raises FetchError."""
+    """A reusable, thread-safe HTTP client that returns FetchedPage or raises FetchError."""
 
     def __init__(
         self,
@@ -39,13 +97,23 @@ class Fetcher:
         max_bytes: int = DEFAULT_MAX_BYTES,
         max_redirects: int = 10,
         user_agent: str = USER_AGENT,
+        retry: RetryPolicy | None = None,
+        throttle: HostThrottle | None = None,
+        total_timeout: float | None = None,
+        accept: frozenset[str] = READABLE_TYPES,
     ) -> None:
         self.max_bytes = max_bytes
+        self.retry = retry or RetryPolicy()
+        self.throttle = throttle or HostThrottle()
+        self.total_timeout = total_timeout or timeout * 3
+        self.user_agent = user_agent
+        self.accept = accept
         self._client = httpx.Client(
             timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
             follow_redirects=True,
             max_redirects=max_redirects,
             headers={"User-Agent": user_agent},
+            limits=httpx.Limits(max_connections=64, max_keepalive_connections=32),
         )
 
     def __enter__(self) -> Fetcher:
@@ -57,35 +125,94 @@ class Fetcher:
     def close(self) -> None:
         self._client.close()
 
-    def fetch(self, url: str) -> FetchedPage:
+    def fetch(
+        self,
+        url: str,
+        validators: Validators | None = None,
+        accept: frozenset[str] | None = None,
+    ) -> FetchedPage:
+        """GET ``url``; ``accept`` overrides the content types this fetcher reads."""
         check_url(url)
+        host = host_of(url)
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                with self.throttle.slot(host):
+                    page = self._attempt(url, validators, accept or self.accept)
+                page.attempts = attempt
+                return page
+            except _Retryable as failure:
+                if attempt > self.retry.retries:
+                    raise FetchError(
+                        url, f"{failure.reason} (gave up after {attempt} attempts)"
+                    ) from None
+                wait = failure.wait
+                if wait is None:
+                    base = self.retry.backoff * 2 ** (attempt - 1)
+                    wait = base + random.uniform(0, base)
+                elif wait > self.retry.max_retry_after:
+                    raise FetchError(
+                        url,
+                        f"{failure.reason}; Retry-After {wait:.0f} s is over the "
+                        f"{self.retry.max_retry_after:.0f} s limit",
+                    ) from None
+                self.throttle.block(host, wait)
+
+    def _attempt(
+        self, url: str, validators: Validators | None, accept: frozenset[str]
+    ) -> FetchedPage:
+        headers = validators.headers() if validators else {}
         try:
-            with self._client.stream("GET", url) as response:
-                if response.status_code >= 400:
-                    phrase = response.reason_phrase or "error"
-                    raise FetchError(url, f"HTTP {response.status_code} {phrase}")
+            with self._client.stream("GET", url, headers=headers) as response:
+                status = response.status_code
+                if status in RETRY_STATUSES:
+                    raise _Retryable(
+                        f"HTTP {status} {response.reason_phrase}".strip(),
+                        _retry_after(response.headers.get("retry-after")),
+                    )
+                if status >= 400:
+                    raise FetchError(
+                        url, f"HTTP {status} {response.reason_phrase or 'error'}".strip()
+                    )
+                if status == 304:
+                    return self._page(url, response, b"", "")
                 content_type = _media_type(response.headers.get("content-type", ""))
-                if content_type not in HTML_TYPES | TEXT_TYPES:
+                if content_type not in accept:
                     raise UnsupportedContentError(
                         url, f"unsupported content type {content_type or 'unknown'}"
                     )
                 body = self._read_limited(url, response)
-                return FetchedPage(
-                    url=url,
-                    final_url=str(response.url),
-                    status=response.status_code,
-                    content_type=content_type,
-                    body=body,
-                    encoding=response.charset_encoding,
-                )
+                return self._page(url, response, body, content_type)
         except httpx.TooManyRedirects:
             raise FetchError(url, "too many redirects") from None
         except httpx.TimeoutException:
-            raise FetchError(url, "timed out") from None
+            raise _Retryable("timed out") from None
+        except (httpx.RemoteProtocolError, httpx.ReadError) as error:
+            raise _Retryable(f"connection dropped ({_root_cause(error)})") from None
         except httpx.ConnectError as error:
-            raise FetchError(url, f"cannot connect ({_root_cause(error)})") from None
+            reason = _root_cause(error)
+            if "refused" in reason.lower() or "reset" in reason.lower():
+                raise _Retryable(f"cannot connect ({reason})") from None
+            raise FetchError(url, f"cannot connect ({reason})") from None
+        except httpx.DecodingError as error:
+            raise FetchError(url, f"undecodable body ({_root_cause(error)})") from None
         except httpx.HTTPError as error:
             raise FetchError(url, f"request failed ({_root_cause(error)})") from None
+
+    def _page(
+        self, url: str, response: httpx.Response, body: bytes, content_type: str
+    ) -> FetchedPage:
+        return FetchedPage(
+            url=url,
+            final_url=str(response.url),
+            status=response.status_code,
+            content_type=content_type,
+            body=body,
+            encoding=response.charset_encoding,
+            etag=response.headers.get("etag"),
+            last_modified=response.headers.get("last-modified"),
+        )
 
     def _read_limited(self, url: str, response: httpx.Response) -> bytes:
         declared = response.headers.get("content-length", "")
@@ -93,26 +220,35 @@ class Fetcher:
             raise FetchError(
                 url, f"response is {int(declared)} bytes, over the {self.max_bytes}-byte limit"
             )
+        deadline = time.monotonic() + self.total_timeout
         chunks: list[bytes] = []
         size = 0
+        # iter_bytes yields decompressed data, so a small gzip bomb meets this cap too.
         for chunk in response.iter_bytes():
             size += len(chunk)
             if size > self.max_bytes:
-                raise FetchError(url, f"response exceeds the {self.max_bytes}-byte limit")
+                compressed = response.headers.get("content-encoding")
+                what = "decompressed body" if compressed else "response"
+                raise FetchError(url, f"{what} exceeds the {self.max_bytes}-byte limit")
+            if time.monotonic() > deadline:
+                raise FetchError(url, f"body still arriving after {self.total_timeout:.0f} s")
             chunks.append(chunk)
         return b"".join(chunks)
 
 
-def check_url(url: str) -> None:
-    """Reject anything that is not an absolute http(s) URL with a host."""
+def _retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
     try:
-        parts = urlsplit(url)
-    except ValueError as error:
-        raise FetchError(url, f"invalid URL ({error})") from None
-    if parts.scheme not in ("http", "https"):
-        raise FetchError(url, "not an http(s) URL")
-    if not parts.hostname:
-        raise FetchError(url, "URL has no host")
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
 def _media_type(header: str) -> str:

@@ -5,16 +5,31 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
+from typing import Literal
 
-from ragtune.documents import Document, content_hash
+from ragtune.documents import Document
 from ragtune.errors import ExtractionError, FetchError, RagtuneError
 from ragtune.extract import extract_html
-from ragtune.web.crawl import CrawlLimits, crawl
-from ragtune.web.fetch import FetchedPage, Fetcher
+from ragtune.extract.files import make_document
+from ragtune.extract.pdf import pdf_pages
+from ragtune.extract.text import check_json, decode_text
+from ragtune.web.crawl import Crawler, CrawlEvent, CrawlOptions, CrawlReport
+from ragtune.web.fetch import (
+    DEFAULT_MAX_BYTES,
+    JSON_TYPES,
+    PDF_TYPES,
+    FetchedPage,
+    Fetcher,
+    RetryPolicy,
+    Validators,
+)
+from ragtune.web.politeness import HostThrottle
+from ragtune.web.render import PageRenderer
 
 logger = logging.getLogger(__name__)
 
-ProgressCallback = Callable[[str, "Document | RagtuneError"], None]
+ProgressCallback = Callable[[CrawlEvent], None]
+RenderMode = Literal["never", "auto", "always"]
 
 
 class WebReader:
@@ -22,7 +37,8 @@ class WebReader:
 
     ``ignore_scrape_failures=True`` (the default, as in LlamaIndex's
     ScrapflyReader) logs and skips pages that fail; ``False`` raises the first
-    failure. ``crawl=True`` also follows same-site links from each URL.
+    failure. ``crawl=True`` follows links breadth-first (same site, robots.txt
+    obeyed, sitemaps read). ``reader.report`` says what happened to every URL.
     """
 
     def __init__(
@@ -31,51 +47,93 @@ class WebReader:
         crawl: bool = False,
         max_depth: int = 3,
         max_pages: int = 200,
+        include: Iterable[str] = (),
+        exclude: Iterable[str] = (),
+        same_site: bool = True,
+        obey_robots: bool = True,
+        use_sitemaps: bool = True,
+        render: RenderMode = "never",
+        concurrency: int = 16,
+        per_host_concurrency: int = 4,
+        delay: float = 0.0,
         timeout: float = 20.0,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        retries: int = 3,
     ) -> None:
+        if render not in ("never", "auto", "always"):
+            raise RagtuneError(f"unknown render mode {render!r}; use never, auto or always")
         self.ignore_scrape_failures = ignore_scrape_failures
-        self.crawl = crawl
-        self.limits = CrawlLimits(max_depth=max_depth, max_pages=max_pages)
-        self.timeout = timeout
+        self.options = CrawlOptions(
+            follow_links=crawl,
+            max_depth=max_depth if crawl else 0,
+            max_pages=max_pages,
+            same_site=same_site,
+            include=tuple(include),
+            exclude=tuple(exclude),
+            use_sitemaps=use_sitemaps,
+            obey_robots=obey_robots,
+            concurrency=concurrency,
+        )
+        self.render = render
+        self.throttle = HostThrottle(per_host=per_host_concurrency, delay=delay)
+        self.fetch_settings = {"timeout": timeout, "max_bytes": max_bytes, "retries": retries}
+        self.report = CrawlReport()
         self.failures: list[RagtuneError] = []
 
     def load_data(
-        self, urls: Iterable[str], on_page: ProgressCallback | None = None
+        self,
+        urls: Iterable[str],
+        on_event: ProgressCallback | None = None,
+        known: dict[str, Validators] | None = None,
     ) -> list[Document]:
-        """Fetch ``urls`` and return one Document per readable page."""
-        return list(self.lazy_load_data(urls, on_page))
+        """Fetch ``urls`` (and, when crawling, what they link to); one Document per readable page.
+
+        ``known`` maps URLs to the validators of an earlier fetch: those answering
+        304 Not Modified are reported as unchanged and yield no Document.
+        """
+        return list(self.lazy_load_data(urls, on_event, known))
 
     def lazy_load_data(
-        self, urls: Iterable[str], on_page: ProgressCallback | None = None
+        self,
+        urls: Iterable[str],
+        on_event: ProgressCallback | None = None,
+        known: dict[str, Validators] | None = None,
     ) -> Iterator[Document]:
-        seeds = [url.strip() for url in urls]
+        self.report = CrawlReport()
         self.failures = []
-        with Fetcher(timeout=self.timeout) as fetcher:
-            for url, result in self._fetch_all(fetcher, seeds):
-                try:
-                    if isinstance(result, RagtuneError):
-                        raise result
-                    document = page_to_document(result)
-                except RagtuneError as error:
-                    self._record_failure(error)
-                    if on_page:
-                        on_page(url, error)
-                    continue
-                if on_page:
-                    on_page(url, document)
-                yield document
-
-    def _fetch_all(
-        self, fetcher: Fetcher, seeds: list[str]
-    ) -> Iterator[tuple[str, FetchedPage | FetchError]]:
-        if self.crawl:
-            yield from crawl(fetcher, seeds, self.limits)
-            return
-        for url in seeds:
+        settings = self.fetch_settings
+        with Fetcher(
+            timeout=float(settings["timeout"]),
+            max_bytes=int(settings["max_bytes"]),
+            retry=RetryPolicy(retries=int(settings["retries"])),
+            throttle=self.throttle,
+        ) as fetcher:
+            renderer = self._renderer()
+            crawler = Crawler(fetcher, self.options, known, on_fetched=renderer)
             try:
-                yield url, fetcher.fetch(url)
-            except FetchError as error:
-                yield url, error
+                for event in crawler.run([str(url) for url in urls]):
+                    documents = self._documents(event)
+                    self.report.add(event)
+                    if on_event:
+                        on_event(event)
+                    yield from documents
+            finally:
+                renderer.close()
+
+    def _documents(self, event: CrawlEvent) -> list[Document]:
+        if event.status in ("failed", "skipped") and event.error is not None:
+            self._record_failure(event.error)
+        if event.status != "fetched" or event.page is None:
+            return []
+        try:
+            return page_to_documents(event.page)
+        except RagtuneError as error:
+            event.status, event.reason, event.error = "failed", str(error), error
+            self._record_failure(error)
+            return []
+
+    def _renderer(self) -> PageRenderer:
+        return PageRenderer(self.render)
 
     def _record_failure(self, error: RagtuneError) -> None:
         if not self.ignore_scrape_failures:
@@ -84,22 +142,41 @@ class WebReader:
         self.failures.append(error)
 
 
-def page_to_document(page: FetchedPage) -> Document:
-    """Turn a fetched page into a Document whose text is Markdown."""
-    fetched_at = datetime.now(UTC).isoformat(timespec="seconds")
+def page_to_documents(page: FetchedPage) -> list[Document]:
+    """A fetched page as Documents whose text is Markdown: one, or one per PDF page."""
+    base: dict[str, object] = {
+        "url": page.url,
+        "final_url": page.final_url,
+        "content_type": page.content_type,
+        "fetched_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    if page.etag:
+        base["etag"] = page.etag
+    if page.last_modified:
+        base["last_modified"] = page.last_modified
+    if page.rendered:
+        base["rendered"] = True
     if page.is_html:
         extracted = extract_html(page.body, url=page.final_url)
-        markdown, metadata = extracted.markdown, dict(extracted.metadata)
-    else:
-        markdown = page.body.decode(page.encoding or "utf-8", errors="replace").strip()
-        if not markdown:
-            raise ExtractionError(f"{page.url}: the document is empty")
-        metadata = {"title": page.final_url.rsplit("/", 1)[-1] or page.final_url}
-    metadata.update(
-        url=page.url,
-        final_url=page.final_url,
-        content_type=page.content_type,
-        fetched_at=fetched_at,
-        content_hash=content_hash(markdown),
-    )
-    return Document(text=markdown, metadata=metadata)
+        return [make_document(extracted.markdown, {**extracted.metadata, **base})]
+    if page.content_type in PDF_TYPES:
+        title = _name_of(page.final_url)
+        return [
+            make_document(
+                text, {"title": title, "page": number, **base}, f"{page.url}#page={number}"
+            )
+            for number, text in pdf_pages(page.body, page.url)
+        ]
+    text = decode_text(page.body, page.encoding, page.url).strip()
+    if page.content_type in JSON_TYPES:
+        text = check_json(text, page.url)
+    if not text:
+        raise ExtractionError(f"{page.url}: the document is empty")
+    return [make_document(text, {"title": _name_of(page.final_url), **base})]
+
+
+def _name_of(url: str) -> str:
+    return url.rstrip("/").rsplit("/", 1)[-1] or url
+
+
+__all__ = ["FetchError", "WebReader", "page_to_documents"]

@@ -1,0 +1,34 @@
+"""PDF to text, one Document-sized piece per page so citations can name the page."""
+
+from __future__ import annotations
+
+import io
+import logging
+
+from ragtune.errors import ExtractionError
+
+MAX_PDF_PAGES = 2000
+
+
+def pdf_pages(data: bytes, source: str) -> list[tuple[int, str]]:
+    """(page number from 1, text) for every page with text; raises if none has any."""
+    from pypdf import PdfReader
+    from pypdf.errors import PdfReadError
+
+    logging.getLogger("pypdf").setLevel(logging.ERROR)  # malformed PDFs warn per object
+    try:
+        reader = PdfReader(io.BytesIO(data), strict=False)
+        if reader.is_encrypted and not reader.decrypt(""):
+            raise ExtractionError(f"{source}: the PDF is encrypted")
+        pages = []
+        for number, page in enumerate(reader.pages[:MAX_PDF_PAGES], start=1):
+            text = (page.extract_text() or "").strip()
+            if text:
+                pages.append((number, text))
+    except ExtractionError:
+        raise
+    except (PdfReadError, ValueError, KeyError, TypeError, OSError) as error:
+        raise ExtractionError(f"{source}: unreadable PDF ({error})") from None
+    if not pages:
+        raise ExtractionError(f"{source}: the PDF has no extractable text (scanned images?)")
+    return pages
