@@ -196,6 +196,7 @@ class Crawler:
             seen.add(canonical)  # never fetch the canonical separately
         digest = hashlib.sha256(event.page.body).hexdigest()
         if digest in state.digests:
+            state.crawled.add(event.url)  # its content is in, under the other URL
             return f"same content as {state.digests[digest]}"
         state.digests[digest] = event.url
         state.crawled.update({event.url, final})
