@@ -12,6 +12,7 @@ from ragtune.errors import FetchError
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
 MAX_URL_LENGTH = 8192
+_BAD_HOST_CHARS = re.compile(r"[\s%<>\"{}|\\^`/?#@]")
 
 
 def normalise(url: str) -> str:
@@ -50,6 +51,8 @@ def check_url(url: str) -> None:
         raise FetchError(url, "not an http(s) URL")
     if not parts.hostname:
         raise FetchError(url, "URL has no host")
+    if _BAD_HOST_CHARS.search(parts.hostname):
+        raise FetchError(url, "invalid URL (illegal characters in the host name)")
 
 
 def absolute(base: str, href: str) -> str | None:
