@@ -8,9 +8,9 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from tests.webserver import Reply, Request, Site, serve
 
 from ragtune import WebReader
-from tests.webserver import Reply, Request, Site, serve
 
 
 @pytest.fixture()
@@ -27,7 +27,10 @@ def outcome(site: Site, path: str, **options: object) -> tuple[str, str, list]: 
 
 
 def test_malformed_html_still_yields_its_text(site: Site) -> None:
-    site.page("/tagsoup", "<html><body><div><p>Unclosed <b>bold <i>text about the harbour pilot<table><tr><td>cell</div></span>")
+    site.page(
+        "/tagsoup",
+        "<html><body><div><p>Unclosed <b>bold <i>text about the harbour pilot<table><tr><td>cell</div></span>",
+    )
     status, _, [document] = outcome(site, "/tagsoup")
     assert status == "fetched" and "harbour pilot" in document.text
 
@@ -87,8 +90,12 @@ def test_server_that_stalls_mid_body(site: Site) -> None:
 def test_latin1_served_as_utf8(site: Site) -> None:
     text = "Les crêpes de la Bretagne sont délicieuses, et le café à Saint-Malo est très fort."
     body = f"<html><head><title>Crêpes</title></head><body><article><h1>Crêpes</h1><p>{text}</p></article></body></html>"
-    site.routes["/latin1"] = Reply(body=body.encode("latin-1"), content_type="text/html; charset=utf-8")
-    site.routes["/latin1.txt"] = Reply(body=text.encode("latin-1"), content_type="text/plain; charset=utf-8")
+    site.routes["/latin1"] = Reply(
+        body=body.encode("latin-1"), content_type="text/html; charset=utf-8"
+    )
+    site.routes["/latin1.txt"] = Reply(
+        body=text.encode("latin-1"), content_type="text/plain; charset=utf-8"
+    )
     for path in ("/latin1", "/latin1.txt"):
         status, _, [document] = outcome(site, path)
         assert status == "fetched"
@@ -114,7 +121,10 @@ def test_invalid_and_internationalised_urls(url: str, reason: str) -> None:
 
 
 def test_internationalised_path_on_a_live_server(site: Site) -> None:
-    site.page("/caf%C3%A9", "<html><body><article><h1>Café</h1><p>The harbour café opens at dawn for the pilots.</p></article></body></html>")
+    site.page(
+        "/caf%C3%A9",
+        "<html><body><article><h1>Café</h1><p>The harbour café opens at dawn for the pilots.</p></article></body></html>",
+    )
     reader = WebReader()
     [document] = reader.load_data([site.base + "/café"])
     assert "opens at dawn" in document.text

@@ -7,9 +7,9 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from tests.webserver import Reply, Request, Site, serve
 
 from ragtune import WebReader
-from tests.webserver import Reply, Request, Site, serve
 
 
 def html(title: str, body: str = "", links: list[str] | None = None) -> str:
@@ -52,7 +52,8 @@ def test_robots_disallowed_path_is_never_requested(site: Site) -> None:
 
 def test_robots_rules_for_our_user_agent_win(site: Site) -> None:
     site.routes["/robots.txt"] = Reply(
-        body=b"User-agent: ragtune\nDisallow: /\n\nUser-agent: *\nAllow: /\n", content_type="text/plain"
+        body=b"User-agent: ragtune\nDisallow: /\n\nUser-agent: *\nAllow: /\n",
+        content_type="text/plain",
     )
     site.page("/", html("Home"))
     reader = WebReader(ignore_scrape_failures=True)
@@ -70,7 +71,9 @@ def test_robots_server_error_means_stay_away(site: Site) -> None:
 
 
 def test_crawl_delay_from_robots_spaces_requests(site: Site) -> None:
-    site.routes["/robots.txt"] = Reply(body=b"User-agent: *\nCrawl-delay: 0.5\n", content_type="text/plain")
+    site.routes["/robots.txt"] = Reply(
+        body=b"User-agent: *\nCrawl-delay: 0.5\n", content_type="text/plain"
+    )
     site.page("/", html("Home", links=["/a", "/b"]))
     site.page("/a", html("A"))
     site.page("/b", html("B"))
@@ -110,7 +113,10 @@ def test_5xx_is_retried_with_growing_backoff_then_reported(site: Site) -> None:
     # backoff 0.25 s doubling, plus up to as much again in jitter
     for gap, base in zip(gaps, (0.25, 0.5, 1.0), strict=True):
         assert base * 0.95 <= gap <= base * 2 + 0.3
-    assert statuses(reader)["broken"] == ("failed", "HTTP 500 Internal Server Error (gave up after 4 attempts)")
+    assert statuses(reader)["broken"] == (
+        "failed",
+        "HTTP 500 Internal Server Error (gave up after 4 attempts)",
+    )
 
 
 def test_404_is_not_retried(site: Site) -> None:
@@ -127,10 +133,14 @@ def test_per_host_concurrency_and_global_limit(site: Site) -> None:
 
     for n in range(12):
         site.routes[f"/p{n}"] = slow
-    WebReader(per_host_concurrency=2, concurrency=16).load_data([f"{site.base}/p{n}" for n in range(12)])
+    WebReader(per_host_concurrency=2, concurrency=16).load_data(
+        [f"{site.base}/p{n}" for n in range(12)]
+    )
     assert site.max_in_flight == 2
     site.max_in_flight = 0
-    WebReader(per_host_concurrency=8, concurrency=3).load_data([f"{site.base}/p{n}" for n in range(12)])
+    WebReader(per_host_concurrency=8, concurrency=3).load_data(
+        [f"{site.base}/p{n}" for n in range(12)]
+    )
     assert site.max_in_flight == 3
 
 
@@ -156,7 +166,8 @@ def test_sitemap_only_page_is_found(site: Site) -> None:
 
 def test_robots_sitemap_line_gzip_sitemap_and_sitemap_index(site: Site) -> None:
     site.routes["/robots.txt"] = Reply(
-        body=f"User-agent: *\nAllow: /\nSitemap: {site.base}/maps/index.xml\n".encode(), content_type="text/plain"
+        body=f"User-agent: *\nAllow: /\nSitemap: {site.base}/maps/index.xml\n".encode(),
+        content_type="text/plain",
     )
     site.routes["/maps/index.xml"] = Reply(
         body=f'<sitemapindex xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">'
@@ -176,7 +187,10 @@ def test_robots_sitemap_line_gzip_sitemap_and_sitemap_index(site: Site) -> None:
 
 
 def test_depth_pages_scope_and_patterns(site: Site) -> None:
-    site.page("/", html("Home", links=["/l1", "/blog/post", "/shop.zip", "http://example.invalid/off-site"]))
+    site.page(
+        "/",
+        html("Home", links=["/l1", "/blog/post", "/shop.zip", "http://example.invalid/off-site"]),
+    )
     site.page("/l1", html("L1", links=["/l2"]))
     site.page("/l2", html("L2", links=["/l3"]))
     site.page("/l3", html("L3"))
@@ -193,7 +207,9 @@ def test_depth_pages_scope_and_patterns(site: Site) -> None:
 def test_url_normalisation_and_canonical_dedup(site: Site) -> None:
     site.page("/", html("Home", links=["/a", "/a#section", "/./a", "/x/../a", "/copy"]))
     site.page("/a", html("A", "The original article about the keeper's logbook.", links=["/print"]))
-    site.page("/copy", html("A", "The original article about the keeper's logbook.", links=["/print"]))
+    site.page(
+        "/copy", html("A", "The original article about the keeper's logbook.", links=["/print"])
+    )
     site.routes["/print"] = Reply(
         body=(
             f'<html><head><link rel="canonical" href="{site.base}/a"></head><body><h1>A (print)</h1>'

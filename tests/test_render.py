@@ -7,11 +7,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from tests.conftest import assert_one_line_error, run_cli
+from tests.webserver import Reply, Site, serve
 
 from ragtune import WebReader
 from ragtune.web.render import needs_rendering
-from tests.conftest import assert_one_line_error, run_cli
-from tests.webserver import Reply, Site, serve
 
 APP_SHELL = b"""<!doctype html><html><head><title>Tide tables</title></head>
 <body><div id="root"></div><noscript>Please enable JavaScript.</noscript>
@@ -50,7 +50,9 @@ def test_app_shell_detection() -> None:
 @needs_chromium
 def test_auto_renders_only_the_app_shell(site: Site) -> None:
     reader = WebReader(render="auto")
-    documents = {d.metadata["url"]: d for d in reader.load_data([site.base + "/app", site.base + "/static"])}
+    documents = {
+        d.metadata["url"]: d for d in reader.load_data([site.base + "/app", site.base + "/static"])
+    }
     app = documents[site.base + "/app"]
     assert "13 metres during the equinox" in app.text
     assert app.metadata["rendered"] is True
@@ -69,13 +71,17 @@ def test_never_reports_the_page_as_needing_rendering(site: Site) -> None:
 def test_cli_render_modes(site: Site, tmp_path: Path) -> None:
     ok = run_cli("ingest", site.base + "/app", "--render", "auto", "--index", str(tmp_path / "a"))
     assert ok.returncode == 0, ok.stderr
-    asked = run_cli("retrieve", "how high is the equinox tide", "--index", str(tmp_path / "a"), "--json")
+    asked = run_cli(
+        "retrieve", "how high is the equinox tide", "--index", str(tmp_path / "a"), "--json"
+    )
     assert "13 metres" in asked.stdout
     assert_one_line_error(
         run_cli("ingest", site.base + "/app", "--render", "never", "--index", str(tmp_path / "n")),
         "needs rendering",
     )
     assert_one_line_error(
-        run_cli("ingest", site.base + "/app", "--render", "sometimes", "--index", str(tmp_path / "x")),
+        run_cli(
+            "ingest", site.base + "/app", "--render", "sometimes", "--index", str(tmp_path / "x")
+        ),
         "unknown render mode",
     )

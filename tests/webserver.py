@@ -45,7 +45,9 @@ class Site:
         return [r for r in self.log if r.path == path]
 
     def _handle(self, handler: BaseHTTPRequestHandler) -> None:
-        request = Request(handler.path, {k.lower(): v for k, v in handler.headers.items()}, time.monotonic())
+        request = Request(
+            handler.path, {k.lower(): v for k, v in handler.headers.items()}, time.monotonic()
+        )
         with self._lock:
             self.log.append(request)
             self.in_flight += 1

@@ -136,7 +136,8 @@ def _read_paths(paths: list[Path], settings: IngestSettings, record: EventHook) 
         for file, result in results:
             url = file.resolve().as_uri()
             if isinstance(result, RagtuneError):
-                record(CrawlEvent(url, "failed", str(result), error=result))
+                reason = str(result).removeprefix(f"{file}: ")
+                record(CrawlEvent(url, "failed", reason, error=result))
             else:
                 record(CrawlEvent(url, "fetched"))
                 documents.extend(result)
