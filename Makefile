@@ -30,6 +30,18 @@ demo: setup
 test: setup
 	HF_HUB_OFFLINE=1 $(PY) -m pytest
 
+BENCH_VENV := .venv-bench
+
+# Baselines live in their own environment, never in ragtune's.
+$(BENCH_VENV)/.installed: bench/requirements-scrapy.txt
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r bench/requirements-scrapy.txt
+	touch $@
+
+bench: setup $(BENCH_VENV)/.installed
+	$(PY) bench/extraction.py
+	$(PY) bench/crawl_throughput.py
+
 lint: setup
 	$(VENV)/bin/ruff check src tests bench examples
 	$(VENV)/bin/mypy src

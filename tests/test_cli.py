@@ -38,10 +38,11 @@ def test_ingest_then_ask_and_retrieve_as_json(shop_url: str, tmp_path: Path) -> 
     ingest = run_cli("ingest", f"{shop_url}/products", "--crawl", "--index", str(index))
     assert ingest.returncode == 0, ingest.stderr
     assert "Indexed 39 documents" in ingest.stderr
-    assert "39 fetched, 0 unchanged, 1 skipped, 0 failed" in ingest.stderr
+    assert "39 fetched, 0 unchanged, 1 skipped (robots 1), 0 failed" in ingest.stderr
     assert f"skipped {shop_url}/cart: disallowed by robots.txt" in ingest.stderr
     report = json.loads((index / "ingest-report.json").read_text())
     assert report["counts"] == {"fetched": 39, "unchanged": 0, "skipped": 1, "failed": 0}
+    assert report["skipped"] == {"robots": 1}
 
     retrieved = run_cli(
         "retrieve", "price of the griffin kite", "--index", str(index), "--json", "-k", "3"

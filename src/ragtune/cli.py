@@ -75,10 +75,11 @@ def _ingest(sources: list[str], index_dir: Path, settings: IngestSettings) -> No
             )
             err.print(Text.assemble(label, f"{url['url']}: {url['reason']}"), highlight=False)
     counts = result.report["counts"]
+    kinds = ", ".join(f"{kind} {n}" for kind, n in sorted(result.report["skipped"].items()))
     err.print(
         f"Indexed {result.documents} documents into {index_dir}: "
         f"{counts['fetched']} fetched, {counts['unchanged']} unchanged, "
-        f"{counts['skipped']} skipped, {counts['failed']} failed; "
+        f"{counts['skipped']} skipped{f' ({kinds})' if kinds else ''}, {counts['failed']} failed; "
         f"{result.stats['documents']} documents, {result.stats['chunks']} chunks in the index. "
         f"Report: {index_dir / REPORT_FILE}",
         highlight=False,

@@ -69,9 +69,17 @@ class CrawlReport:
             for status in ("fetched", "unchanged", "skipped", "failed")
         }
 
+    def skipped_by_kind(self) -> dict[str, int]:
+        kinds: Counter[str] = Counter()
+        for event in self.events:
+            if event.status == "skipped":
+                kinds[_skip_kind(event.reason)] += 1
+        return dict(kinds)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "counts": self.counts(),
+            "skipped": self.skipped_by_kind(),
             "urls": [
                 {"url": e.url, "status": e.status, "reason": e.reason, "depth": e.depth}
                 for e in self.events
@@ -80,6 +88,16 @@ class CrawlReport:
 
 
 PageHandler = Callable[[CrawlEvent], None]
+
+
+def _skip_kind(reason: str) -> str:
+    if "robots.txt" in reason:
+        return "robots"
+    if "content type" in reason:
+        return "type"
+    if "same content" in reason or "canonical" in reason or "redirects to" in reason:
+        return "duplicate"
+    return "other"
 
 
 class Crawler:
