@@ -32,8 +32,9 @@ class SiteSpider(scrapy.Spider):
     name = "site"
     extractor = LinkExtractor()
 
-    def start_requests(self):
-        yield scrapy.Request(self.start)
+    def __init__(self, start_url, **kwargs):
+        super().__init__(**kwargs)
+        self.start_urls = [start_url]
 
     def parse(self, response):
         yield {"url": response.url}
@@ -101,7 +102,7 @@ def run_scrapy(base: str, pages: int, work: Path) -> tuple[int, float]:
     started = time.perf_counter()
     subprocess.run(
         [
-            str(SCRAPY), "runspider", str(spider), "-a", f"start={base}/", "-O", f"{output}:jsonlines",
+            str(SCRAPY), "runspider", str(spider), "-a", f"start_url={base}/", "-O", f"{output}:jsonlines",
             "-s", "LOG_LEVEL=ERROR", "-s", "ROBOTSTXT_OBEY=True", "-s", "CONCURRENT_REQUESTS=16",
             "-s", f"CLOSESPIDER_PAGECOUNT={pages}", "-s", "TELNETCONSOLE_ENABLED=False",
         ],

@@ -141,6 +141,4 @@ def make_document(text: str, metadata: dict[str, object], doc_key: str = "") -> 
 def _joined(documents: list[Document]) -> ExtractedPage:
     text = "\n\n".join(d.text for d in documents)
     first = documents[0].metadata
-    return ExtractedPage(
-        markdown=text, text=text, title=str(first.get("title", "")), metadata=first
-    )
+    return ExtractedPage(markdown=text, title=str(first.get("title", "")), metadata=first)

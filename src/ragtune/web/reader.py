@@ -14,6 +14,7 @@ from ragtune.extract.files import make_document
 from ragtune.extract.pdf import pdf_pages
 from ragtune.extract.text import check_json, decode_text
 from ragtune.web.crawl import Crawler, CrawlEvent, CrawlOptions, CrawlReport
+from ragtune.web.extraction_pool import extract_pages
 from ragtune.web.fetch import (
     DEFAULT_MAX_BYTES,
     JSON_TYPES,
@@ -111,8 +112,8 @@ class WebReader:
             renderer = self._renderer()
             crawler = Crawler(fetcher, self.options, known, on_fetched=renderer)
             try:
-                for event in crawler.run([str(url) for url in urls]):
-                    documents = self._documents(event)
+                for event, result in extract_pages(crawler.run([str(url) for url in urls])):
+                    documents = self._settle(event, result)
                     self.report.add(event)
                     if on_event:
                         on_event(event)
@@ -120,17 +121,13 @@ class WebReader:
             finally:
                 renderer.close()
 
-    def _documents(self, event: CrawlEvent) -> list[Document]:
+    def _settle(self, event: CrawlEvent, result: list[Document] | RagtuneError) -> list[Document]:
+        """Record the event's outcome; the Documents it yields, if any."""
+        if isinstance(result, RagtuneError):
+            event.status, event.reason, event.error = "failed", str(result), result
         if event.status in ("failed", "skipped") and event.error is not None:
             self._record_failure(event.error)
-        if event.status != "fetched" or event.page is None:
-            return []
-        try:
-            return page_to_documents(event.page)
-        except RagtuneError as error:
-            event.status, event.reason, event.error = "failed", str(error), error
-            self._record_failure(error)
-            return []
+        return result if isinstance(result, list) else []
 
     def _renderer(self) -> PageRenderer:
         return PageRenderer(self.render)
