@@ -246,3 +246,23 @@ def test_conditional_refetch_skips_304(site: Site, tmp_path) -> None:  # type: i
     assert revisit.headers["if-none-match"] == '"v1"'
     assert revisit.headers["if-modified-since"] == "Wed, 01 Oct 2025 10:00:00 GMT"
     assert second.stats["chunks"] == first.stats["chunks"]
+
+
+def test_timeout_and_429_are_retried(site: Site) -> None:
+    def slow_then_fine(request: Request) -> Reply:
+        if len(site.requests_for("/slow")) == 1:
+            time.sleep(1.5)  # longer than the 0.5 s timeout
+        return Reply(body=html("Slow", "The relief boat was late but arrived.").encode())
+
+    def limited_then_fine(request: Request) -> Reply:
+        if len(site.requests_for("/limited")) == 1:
+            return Reply(429, b"slow down")  # no Retry-After: exponential backoff
+        return Reply(body=html("Limited", "The signal station answered on the second call.").encode())
+
+    site.routes["/slow"] = slow_then_fine
+    site.routes["/limited"] = limited_then_fine
+    reader = WebReader(timeout=0.5)
+    documents = reader.load_data([site.base + "/slow", site.base + "/limited"])
+    assert len(documents) == 2
+    assert len(site.requests_for("/slow")) == 2 and len(site.requests_for("/limited")) == 2
+    assert {e.page.attempts for e in reader.report.events if e.page} == {2}

@@ -33,7 +33,7 @@ class IngestSettings:
     max_depth: int = 3
     include: list[str] = field(default_factory=list)
     exclude: list[str] = field(default_factory=list)
-    render: RenderMode = "never"
+    render: RenderMode = "auto"
     obey_robots: bool = True
     use_sitemaps: bool = True
     concurrency: int = 16

@@ -39,7 +39,9 @@ class WebReader:
     ``ignore_scrape_failures=True`` (the default, as in LlamaIndex's
     ScrapflyReader) logs and skips pages that fail; ``False`` raises the first
     failure. ``crawl=True`` follows links breadth-first (same site, robots.txt
-    obeyed, sitemaps read). ``reader.report`` says what happened to every URL.
+    obeyed, sitemaps read). ``render="auto"`` runs JavaScript (Playwright and
+    the system's Chromium) only for app-shell pages. ``reader.report`` says
+    what happened to every URL.
     """
 
     def __init__(
@@ -53,7 +55,7 @@ class WebReader:
         same_site: bool = True,
         obey_robots: bool = True,
         use_sitemaps: bool = True,
-        render: RenderMode = "never",
+        render: RenderMode = "auto",
         concurrency: int = 16,
         per_host_concurrency: int = 4,
         delay: float = 0.0,
