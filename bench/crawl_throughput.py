@@ -24,7 +24,7 @@ from ragtune.web.reader import WebReader
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRAPY = ROOT / ".venv-bench" / "bin" / "scrapy"
-SPIDER = '''
+SPIDER = """
 import scrapy
 from scrapy.linkextractors import LinkExtractor
 
@@ -40,7 +40,7 @@ class SiteSpider(scrapy.Spider):
         yield {"url": response.url}
         for link in self.extractor.extract_links(response):
             yield response.follow(link.url, self.parse)
-'''
+"""
 WORDS = (
     "lighthouse keeper lamp harbour tide fog horn storm vessel pilot beacon rock island "
     "shore current wreck signal watch night coast chart compass lens oil wick gallery"
@@ -59,7 +59,9 @@ def generate_site(directory: Path, pages: int) -> None:
 
 def _page(title: str, rng: random.Random, links: list[str]) -> str:
     paragraphs = "".join(
-        "<p>" + " ".join(rng.choice(WORDS) for _ in range(rng.randint(40, 90))).capitalize() + ".</p>"
+        "<p>"
+        + " ".join(rng.choice(WORDS) for _ in range(rng.randint(40, 90))).capitalize()
+        + ".</p>"
         for _ in range(rng.randint(3, 8))
     )
     nav = "".join(f'<li><a href="{href}">{href}</a></li>' for href in links)
@@ -73,7 +75,16 @@ def _page(title: str, rng: random.Random, links: list[str]) -> str:
 
 def serve(directory: Path) -> tuple[subprocess.Popen[bytes], str]:
     server = subprocess.Popen(
-        [sys.executable, "-m", "http.server", "0", "--bind", "127.0.0.1", "--directory", str(directory)],
+        [
+            sys.executable,
+            "-m",
+            "http.server",
+            "0",
+            "--bind",
+            "127.0.0.1",
+            "--directory",
+            str(directory),
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
     )
@@ -85,7 +96,9 @@ def serve(directory: Path) -> tuple[subprocess.Popen[bytes], str]:
 
 def run_ragtune(base: str, pages: int, out: Path) -> tuple[int, float]:
     started = time.perf_counter()
-    reader = WebReader(crawl=True, max_pages=pages, max_depth=10_000, use_sitemaps=False, concurrency=16)
+    reader = WebReader(
+        crawl=True, max_pages=pages, max_depth=10_000, use_sitemaps=False, concurrency=16
+    )
     count = 0
     for document in reader.lazy_load_data([base + "/"]):
         (out / f"{count}.md").write_text(document.text, encoding="utf-8")
@@ -102,9 +115,23 @@ def run_scrapy(base: str, pages: int, work: Path) -> tuple[int, float]:
     started = time.perf_counter()
     subprocess.run(
         [
-            str(SCRAPY), "runspider", str(spider), "-a", f"start_url={base}/", "-O", f"{output}:jsonlines",
-            "-s", "LOG_LEVEL=ERROR", "-s", "ROBOTSTXT_OBEY=True", "-s", "CONCURRENT_REQUESTS=16",
-            "-s", f"CLOSESPIDER_PAGECOUNT={pages}", "-s", "TELNETCONSOLE_ENABLED=False",
+            str(SCRAPY),
+            "runspider",
+            str(spider),
+            "-a",
+            f"start_url={base}/",
+            "-O",
+            f"{output}:jsonlines",
+            "-s",
+            "LOG_LEVEL=ERROR",
+            "-s",
+            "ROBOTSTXT_OBEY=True",
+            "-s",
+            "CONCURRENT_REQUESTS=16",
+            "-s",
+            f"CLOSESPIDER_PAGECOUNT={pages}",
+            "-s",
+            "TELNETCONSOLE_ENABLED=False",
         ],
         check=True,
     )
@@ -130,8 +157,12 @@ def main() -> None:
     ragtune_rate, scrapy_rate = ragtune_pages / ragtune_s, scrapy_pages / scrapy_s
     print(f"site: {args.pages} linked pages on {base}")
     print(f"{'crawler':<40} {'pages':>6} {'seconds':>8} {'pages/s':>8}")
-    print(f"{'ragtune (fetch + extract + write)':<40} {ragtune_pages:6d} {ragtune_s:8.1f} {ragtune_rate:8.1f}")
-    print(f"{'Scrapy 2.19 (fetch only, baseline)':<40} {scrapy_pages:6d} {scrapy_s:8.1f} {scrapy_rate:8.1f}")
+    print(
+        f"{'ragtune (fetch + extract + write)':<40} {ragtune_pages:6d} {ragtune_s:8.1f} {ragtune_rate:8.1f}"
+    )
+    print(
+        f"{'Scrapy 2.19 (fetch only, baseline)':<40} {scrapy_pages:6d} {scrapy_s:8.1f} {scrapy_rate:8.1f}"
+    )
     print(f"ragtune / Scrapy = {ragtune_rate / scrapy_rate:.2f}x")
 
 

@@ -49,7 +49,9 @@ def ragtune_text(html: bytes, url: str) -> str:
         return ""
 
 
-def score(extractor: Callable[[bytes, str], str], cases: list[tuple[str, bytes, dict]]) -> dict[str, float]:  # type: ignore[type-arg]
+def score(
+    extractor: Callable[[bytes, str], str], cases: list[tuple[str, bytes, dict]]
+) -> dict[str, float]:  # type: ignore[type-arg]
     tp = fp = fn = 0
     started = time.perf_counter()
     for url, html, expected in cases:
@@ -94,7 +96,9 @@ def main() -> None:
     }
     print(f"{'extractor':<32} {'precision':>9} {'recall':>7} {'F1':>6} {'pages/s':>8}")
     for name, r in results.items():
-        print(f"{name:<32} {r['precision']:9.3f} {r['recall']:7.3f} {r['f1']:6.3f} {len(cases) / r['seconds']:8.1f}")
+        print(
+            f"{name:<32} {r['precision']:9.3f} {r['recall']:7.3f} {r['f1']:6.3f} {len(cases) / r['seconds']:8.1f}"
+        )
     base = results["trafilatura.extract (baseline)"]["f1"]
     print(f"ragtune markdown F1 / baseline F1 = {results['ragtune markdown']['f1'] / base:.3f}")
 

@@ -257,7 +257,9 @@ def test_timeout_and_429_are_retried(site: Site) -> None:
     def limited_then_fine(request: Request) -> Reply:
         if len(site.requests_for("/limited")) == 1:
             return Reply(429, b"slow down")  # no Retry-After: exponential backoff
-        return Reply(body=html("Limited", "The signal station answered on the second call.").encode())
+        return Reply(
+            body=html("Limited", "The signal station answered on the second call.").encode()
+        )
 
     site.routes["/slow"] = slow_then_fine
     site.routes["/limited"] = limited_then_fine
