@@ -224,6 +224,7 @@ def test_url_normalisation_and_canonical_dedup(site: Site) -> None:
     assert result[first] == ("fetched", "")
     assert result[second] == ("skipped", f"same content as {site.base}/{first}")
     assert result["print"] == ("skipped", f"duplicate of its canonical URL {site.base}/a")
+    assert reader.report.skipped_by_kind() == {"duplicate": 2}
 
 
 def test_conditional_refetch_skips_304(site: Site, tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -268,3 +269,17 @@ def test_timeout_and_429_are_retried(site: Site) -> None:
     assert len(documents) == 2
     assert len(site.requests_for("/slow")) == 2 and len(site.requests_for("/limited")) == 2
     assert {e.page.attempts for e in reader.report.events if e.page} == {2}
+
+
+def test_retry_after_holds_back_the_whole_host(site: Site) -> None:
+    site.routes["/busy"] = lambda request: (
+        Reply(503, b"busy", headers={"Retry-After": "1"})
+        if len(site.requests_for("/busy")) == 1
+        else Reply(body=html("Busy").encode())
+    )
+    site.page("/other", html("Other"))
+    reader = WebReader(per_host_concurrency=1)
+    reader.load_data([site.base + "/busy", site.base + "/other"])
+    first_busy = site.requests_for("/busy")[0].at
+    # /other was queued behind /busy on one slot: it may not start during the Retry-After.
+    assert site.requests_for("/other")[0].at - first_busy >= 0.95

@@ -61,6 +61,7 @@ def test_unreadable_types_are_skipped_or_failed_with_reasons(site: Site) -> None
     reader.load_data([site.base + p for p in ("/broken.json", "/broken.pdf", "/archive.zip")])
     reasons = {e.url.rsplit("/", 1)[-1]: (e.status, e.reason) for e in reader.report.events}
     assert reasons["archive.zip"] == ("skipped", "unsupported content type application/zip")
+    assert reader.report.skipped_by_kind() == {"type": 1}
     assert reasons["broken.json"][0] == "failed" and "invalid JSON" in reasons["broken.json"][1]
     assert reasons["broken.pdf"][0] == "failed" and "PDF" in reasons["broken.pdf"][1]
 

@@ -24,6 +24,7 @@ from ragtune.web.sitemaps import sitemap_urls
 from ragtune.web.urls import UrlScope, absolute, check_url, normalise
 
 Status = Literal["fetched", "unchanged", "skipped", "failed"]
+SkipKind = Literal["robots", "type", "duplicate"]
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,7 @@ class CrawlEvent:
     error: RagtuneError | None = None
     links: list[str] = field(default_factory=list)
     canonical: str | None = None
+    skip_kind: SkipKind | None = None  # why a skipped URL was skipped: robots, type, duplicate
 
 
 @dataclass
@@ -73,7 +75,7 @@ class CrawlReport:
         kinds: Counter[str] = Counter()
         for event in self.events:
             if event.status == "skipped":
-                kinds[_skip_kind(event.reason)] += 1
+                kinds[event.skip_kind or "other"] += 1
         return dict(kinds)
 
     def to_dict(self) -> dict[str, Any]:
@@ -88,16 +90,6 @@ class CrawlReport:
 
 
 PageHandler = Callable[[CrawlEvent], None]
-
-
-def _skip_kind(reason: str) -> str:
-    if "robots.txt" in reason:
-        return "robots"
-    if "content type" in reason:
-        return "type"
-    if "same content" in reason or "canonical" in reason or "redirects to" in reason:
-        return "duplicate"
-    return "other"
 
 
 class Crawler:
@@ -152,7 +144,9 @@ class Crawler:
                     url, depth = frontier.popleft()
                     if not self.robots.allowed(url):
                         refusal = FetchError(url, "disallowed by robots.txt")
-                        yield CrawlEvent(url, "skipped", refusal.reason, depth, error=refusal)
+                        yield CrawlEvent(
+                            url, "skipped", refusal.reason, depth, error=refusal, skip_kind="robots"
+                        )
                         continue
                     self._apply_crawl_delay(url)
                     running[pool.submit(self._visit, url, depth)] = url
@@ -167,6 +161,7 @@ class Crawler:
                         duplicate = self._duplicate_of(event, dedup, seen)
                         if duplicate:
                             event.status, event.reason, event.page = "skipped", duplicate, None
+                            event.skip_kind = "duplicate"
                     yield event
                     if (
                         event.status == "fetched"
@@ -182,7 +177,7 @@ class Crawler:
         try:
             page = self.fetcher.fetch(url, self.known.get(url))
         except UnsupportedContentError as error:
-            return CrawlEvent(url, "skipped", error.reason, depth, error=error)
+            return CrawlEvent(url, "skipped", error.reason, depth, error=error, skip_kind="type")
         except FetchError as error:
             return CrawlEvent(url, "failed", error.reason, depth, error=error)
         if page.not_modified:

@@ -1,10 +1,11 @@
 """HTTP fetching that survives the real web, with one-line failures.
 
 Retries with exponential backoff and jitter on timeouts, dropped connections,
-408, 429 and 5xx; Retry-After honoured (and applied to the whole host); a
-byte cap counted after decompression, so a gzip bomb stops at the cap; a
-deadline for the whole response, so a server that drips bytes cannot hold a
-worker; a redirect limit; conditional requests with ETag / Last-Modified.
+408, 429 and 5xx; Retry-After honoured, and a 429 or 503 holds back the
+whole host; a byte cap counted after decompression, so a gzip bomb stops at
+the cap; a deadline for the whole response, so a server that drips bytes
+cannot hold a worker; a redirect limit; conditional requests with ETag /
+Last-Modified.
 """
 
 from __future__ import annotations
@@ -82,10 +83,14 @@ class RetryPolicy:
 
 
 class _Retryable(Exception):
-    def __init__(self, reason: str, wait: float | None = None) -> None:
+    """A failure worth another try. ``host_wide`` when the server said it is
+    overloaded (429, 503): then every request to it waits, not just this one."""
+
+    def __init__(self, reason: str, wait: float | None = None, host_wide: bool = False) -> None:
         super().__init__(reason)
         self.reason = reason
         self.wait = wait
+        self.host_wide = host_wide
 
 
 class Fetcher:
@@ -139,25 +144,35 @@ class Fetcher:
             attempt += 1
             try:
                 with self.throttle.slot(host):
-                    page = self._attempt(url, validators, accept or self.accept)
+                    try:
+                        page = self._attempt(url, validators, accept or self.accept)
+                    except _Retryable as failure:
+                        failure.wait = self._wait_before_retry(url, failure, attempt)
+                        if failure.host_wide:
+                            # Blocked before the slot is released, so no queued
+                            # request to this host slips in during the wait.
+                            self.throttle.block(host, failure.wait)
+                        raise
                 page.attempts = attempt
                 return page
             except _Retryable as failure:
-                if attempt > self.retry.retries:
-                    raise FetchError(
-                        url, f"{failure.reason} (gave up after {attempt} attempts)"
-                    ) from None
-                wait = failure.wait
-                if wait is None:
-                    base = self.retry.backoff * 2 ** (attempt - 1)
-                    wait = base + random.uniform(0, base)
-                elif wait > self.retry.max_retry_after:
-                    raise FetchError(
-                        url,
-                        f"{failure.reason}; Retry-After {wait:.0f} s is over the "
-                        f"{self.retry.max_retry_after:.0f} s limit",
-                    ) from None
-                self.throttle.block(host, wait)
+                if not failure.host_wide and failure.wait:
+                    time.sleep(failure.wait)
+
+    def _wait_before_retry(self, url: str, failure: _Retryable, attempt: int) -> float:
+        """Seconds to wait before the next attempt; FetchError when there is none."""
+        if attempt > self.retry.retries:
+            raise FetchError(url, f"{failure.reason} (gave up after {attempt} attempts)")
+        if failure.wait is None:
+            base = self.retry.backoff * 2 ** (attempt - 1)
+            return base + random.uniform(0, base)
+        if failure.wait > self.retry.max_retry_after:
+            raise FetchError(
+                url,
+                f"{failure.reason}; Retry-After {failure.wait:.0f} s is over the "
+                f"{self.retry.max_retry_after:.0f} s limit",
+            )
+        return failure.wait
 
     def _attempt(
         self, url: str, validators: Validators | None, accept: frozenset[str]
@@ -170,6 +185,7 @@ class Fetcher:
                     raise _Retryable(
                         f"HTTP {status} {response.reason_phrase}".strip(),
                         _retry_after(response.headers.get("retry-after")),
+                        host_wide=status in (429, 503),
                     )
                 if status >= 400:
                     raise FetchError(
