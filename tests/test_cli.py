@@ -207,3 +207,22 @@ def test_damaged_data_files_are_reported_at_query_time(index_copy: Path, damaged
     assert_one_line_error(
         run_cli("retrieve", "price of the griffin kite", "--index", str(index_copy)), "damaged"
     )
+
+
+def test_reingest_of_unchanged_pages_embeds_nothing(awkward_url: str, tmp_path: Path) -> None:
+    # /page sends no ETag, so it is fetched again; its text is the same, so nothing is rewritten.
+    args = (
+        "ingest",
+        f"{awkward_url}/page",
+        f"{awkward_url}/notes.txt",
+        "--index",
+        str(tmp_path / "i"),
+    )
+    first = run_cli(*args)
+    assert first.returncode == 0, first.stderr
+    assert "0 with unchanged text left alone, 2 chunks written (2 embedded" in first.stderr
+    before = tree_digest(tmp_path / "i" / "lancedb")
+    second = run_cli(*args)
+    assert second.returncode == 0, second.stderr
+    assert "2 with unchanged text left alone, 0 chunks written (0 embedded" in second.stderr
+    assert tree_digest(tmp_path / "i" / "lancedb") == before

@@ -6,6 +6,7 @@ import pytest
 
 from ragtune import Document, VectorStoreIndex
 from ragtune.errors import IndexNotFoundError, InvalidIndexError, InvalidQueryError, RagtuneError
+from ragtune.index.vector_index import InsertStats
 
 
 def documents() -> list[Document]:
@@ -118,3 +119,35 @@ def test_every_hybrid_node_carries_its_embedding_similarity(tmp_path: Path) -> N
         assert node.metadata["similarity"] == pytest.approx(
             float(query_vector @ embedded), abs=1e-4
         )
+
+
+def test_unchanged_documents_and_chunks_are_never_embedded_twice(tmp_path: Path) -> None:
+    paragraphs = [f"Paragraph {i} tells how the keeper trimmed lamp number {i}." for i in range(40)]
+    page = Document(
+        text="# Log\n\n" + "\n\n".join(paragraphs), metadata={"url": "http://t/log", "title": "Log"}
+    )
+    index = VectorStoreIndex.from_documents(
+        [page, *documents()], persist_dir=tmp_path / "idx", chunk_size=48
+    )
+    first = index.last_insert
+    assert first.embedded == first.chunks > 5 and first.unchanged == 0
+    files_before = sorted(p.name for p in (tmp_path / "idx").rglob("*"))
+
+    again = VectorStoreIndex.from_documents([page, *documents()], persist_dir=tmp_path / "idx")
+    assert again.last_insert == InsertStats(documents=3, unchanged=3, chunks=0, embedded=0)
+    assert sorted(p.name for p in (tmp_path / "idx").rglob("*")) == files_before  # nothing written
+
+    paragraphs[-1] = "The last paragraph now says the lamp was replaced by an LED in 2019."
+    edited = Document(
+        text="# Log\n\n" + "\n\n".join(paragraphs), metadata={"url": "http://t/log", "title": "Log"}
+    )
+    changed = VectorStoreIndex.from_documents([edited, *documents()], persist_dir=tmp_path / "idx")
+    stats = changed.last_insert
+    assert stats.unchanged == 2  # the other two documents are left alone
+    assert stats.chunks >= first.chunks - 2  # the edited page is rewritten whole ...
+    assert 1 <= stats.embedded <= 3  # ... but only chunks around the edit are embedded
+    assert changed.stats()["chunks"] == stats.chunks + 2
+    [best] = changed.as_retriever(similarity_top_k=1).retrieve(
+        "When was the lamp replaced by an LED?"
+    )
+    assert "2019" in best.text

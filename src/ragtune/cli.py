@@ -80,6 +80,8 @@ def _ingest(sources: list[str], index_dir: Path, settings: IngestSettings) -> No
         f"Indexed {result.documents} documents into {index_dir}: "
         f"{counts['fetched']} fetched, {counts['unchanged']} unchanged, "
         f"{counts['skipped']} skipped{f' ({kinds})' if kinds else ''}, {counts['failed']} failed; "
+        f"{result.insert.unchanged} with unchanged text left alone, {result.insert.chunks} chunks "
+        f"written ({result.insert.embedded} embedded, the rest from the cache); "
         f"{result.stats['documents']} documents, {result.stats['chunks']} chunks in the index. "
         f"Report: {index_dir / REPORT_FILE}",
         highlight=False,

@@ -16,6 +16,7 @@ from ragtune.documents import Document
 from ragtune.errors import RagtuneError
 from ragtune.extract.files import file_documents, read_folder
 from ragtune.index.manifest import MANIFEST, write_json_atomic
+from ragtune.index.vector_index import InsertStats, VectorStoreIndex, check_index_target
 from ragtune.web.crawl import CrawlEvent, CrawlReport
 from ragtune.web.fetch import Validators
 from ragtune.web.reader import RenderMode, WebReader
@@ -48,6 +49,7 @@ class IngestResult:
     documents: int
     report: dict[str, Any]
     stats: dict[str, Any]
+    insert: InsertStats
 
 
 def ingest(
@@ -57,8 +59,6 @@ def ingest(
     on_event: EventHook | None = None,
     on_embed: EmbedHook | None = None,
 ) -> IngestResult:
-    from ragtune.index.vector_index import VectorStoreIndex, check_index_target
-
     check_index_target(index_dir)  # fail before fetching anything
     urls = [s for s in sources if "://" in s]
     paths = [Path(s) for s in sources if "://" not in s]
@@ -97,7 +97,7 @@ def ingest(
         **CrawlReport(events).to_dict(),
     }
     write_json_atomic(index_dir / REPORT_FILE, report)
-    return IngestResult(documents=len(documents), report=report, stats=index.stats())
+    return IngestResult(len(documents), report, index.stats(), index.last_insert)
 
 
 def _read_urls(
@@ -148,8 +148,6 @@ def known_validators(index_dir: Path) -> dict[str, Validators]:
     """ETag / Last-Modified of every page already in the index, for conditional GETs."""
     if not (index_dir / MANIFEST).exists():
         return {}
-    from ragtune.index.vector_index import VectorStoreIndex
-
     metadata = VectorStoreIndex.load(index_dir).store.document_metadata()
     return {
         url: Validators(meta.get("etag"), meta.get("last_modified"))

@@ -14,9 +14,11 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from ragtune.documents import content_hash
 from ragtune.errors import InvalidIndexError
 
 TABLE = "chunks"
+IN_LIST_BATCH = 500  # values per SQL IN (...) list
 _RUST_LOCATION = re.compile(r",\s*/\S+\.rs:\d+:\d+")
 
 
@@ -33,6 +35,11 @@ class StoredChunk:
     vector: np.ndarray
     embed_text: str  # the passage under its title and section path, as the embedder saw it
 
+    @property
+    def embed_hash(self) -> str:
+        """The embedding cache key: the same text always gets the same vector."""
+        return content_hash(self.embed_text)[:32]
+
     def row(self) -> dict[str, Any]:
         return {
             "id": self.id,
@@ -42,6 +49,7 @@ class StoredChunk:
             "header": self.header,
             "text": self.text,
             "search_text": self.embed_text,
+            "embed_hash": self.embed_hash,
             "chunk_index": self.chunk_index,
             "metadata": json.dumps(self.metadata, ensure_ascii=False, default=str),
             "vector": self.vector.astype(np.float32),
@@ -65,6 +73,7 @@ def schema(dimensions: int) -> pa.Schema:
             ("text", pa.string()),
             # What BM25 sees: the same header-plus-passage text the embedder saw.
             ("search_text", pa.string()),
+            ("embed_hash", pa.string()),
             ("chunk_index", pa.int32()),
             ("metadata", pa.string()),
             ("vector", pa.list_(pa.float32(), dimensions)),
@@ -121,7 +130,7 @@ class LanceStore:
         if not doc_ids:
             return
         data = pa.Table.from_pylist([c.row() for c in chunks], schema=schema(self.dimensions))
-        stale = "doc_id IN ({})".format(", ".join(_sql_string(d) for d in doc_ids))
+        stale = f"doc_id IN ({_sql_list(doc_ids)})"
         (
             self.table.merge_insert("id")
             .when_matched_update_all()
@@ -164,27 +173,48 @@ class LanceStore:
     def count(self) -> int:
         return int(self.table.count_rows())
 
+    def cached_vectors(self, hashes: set[str]) -> dict[str, np.ndarray]:
+        """Stored vectors for the embed hashes that are already in the index."""
+        found: dict[str, np.ndarray] = {}
+        for batch in _batches(sorted(hashes), IN_LIST_BATCH):
+            for row in self._select(
+                f"embed_hash IN ({_sql_list(batch)})", ["embed_hash", "vector"]
+            ):
+                found[row["embed_hash"]] = np.asarray(row["vector"], dtype=np.float32)
+        return found
+
+    def content_hashes(self, doc_ids: list[str]) -> dict[str, str]:
+        """The content hash each of ``doc_ids`` was indexed with, for those indexed."""
+        hashes: dict[str, str] = {}
+        for batch in _batches(doc_ids, IN_LIST_BATCH):
+            where = f"chunk_index = 0 AND doc_id IN ({_sql_list(batch)})"
+            for row in self._select(where, ["doc_id", "metadata"]):
+                hashes[row["doc_id"]] = json.loads(row["metadata"]).get("content_hash", "")
+        return hashes
+
+    def _select(self, where: str, columns: list[str]) -> list[dict[str, Any]]:
+        rows = self.count()
+        if rows == 0:
+            return []
+        with self._damage_reported():
+            return list(self.table.search().where(where).select(columns).limit(rows).to_list())
+
     def document_metadata(self) -> dict[str, dict[str, Any]]:
         """The metadata of each indexed document (that of its first chunk), by URL."""
-        if self.count() == 0:
-            return {}
-        with self._damage_reported():
-            rows = (
-                self.table.search()
-                .where("chunk_index = 0")
-                .select(["url", "metadata"])
-                .limit(self.count())
-                .to_list()
-            )
+        rows = self._select("chunk_index = 0", ["url", "metadata"])
         return {row["url"]: json.loads(row["metadata"]) for row in rows}
 
     def count_documents(self) -> int:
-        rows = self.count()
-        if rows == 0:
-            return 0
-        # Read only the doc_id column: the vectors are most of the table's bytes.
-        ids = self.table.search().select(["doc_id"]).limit(rows).to_arrow().column("doc_id")
-        return len(set(ids.to_pylist()))
+        # One chunk 0 per document, and only the doc_id column is read.
+        return len(self._select("chunk_index = 0", ["doc_id"]))
+
+
+def _sql_list(values: list[str]) -> str:
+    return ", ".join(_sql_string(value) for value in values)
+
+
+def _batches(values: list[str], size: int) -> list[list[str]]:
+    return [values[start : start + size] for start in range(0, len(values), size)]
 
 
 def _sql_string(value: str) -> str:

@@ -7,12 +7,13 @@ import shutil
 import tempfile
 import weakref
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from ragtune.documents import Document, NodeWithScore, TextNode
+from ragtune.documents import Document, NodeWithScore, TextNode, content_hash
 from ragtune.errors import InvalidIndexError, InvalidQueryError, RagtuneError
 from ragtune.index.chunking import ChunkingConfig, MarkdownChunker
 from ragtune.index.embedding import Embedder
@@ -33,11 +34,23 @@ ProgressHook = Callable[[int, int], None]
 MAX_QUERY_CHARS = 4000
 
 
+@dataclass
+class InsertStats:
+    """What the last insert did: documents seen, left as they were (same text),
+    chunks written, and chunks actually embedded (the rest came from the cache)."""
+
+    documents: int = 0
+    unchanged: int = 0
+    chunks: int = 0
+    embedded: int = 0
+
+
 class VectorStoreIndex:
     """A persistent index of document chunks and their embeddings."""
 
     def __init__(self, persist_dir: Path, manifest: Manifest, embedder: Embedder) -> None:
         self.persist_dir = persist_dir
+        self.last_insert = InsertStats()
         self.manifest = manifest
         self.embedder = embedder
         self.store = LanceStore(persist_dir / STORE_DIR, manifest.dimensions)
@@ -128,14 +141,34 @@ class VectorStoreIndex:
         single commit, so a failure leaves the index as it was.
         """
         unique = {doc.id_: doc for doc in documents}  # the last copy of a URL wins
+        indexed = self.store.content_hashes(list(unique))
+        changed = {
+            doc_id: doc
+            for doc_id, doc in unique.items()
+            if indexed.get(doc_id) != content_hash(doc.text)
+        }
         chunks: list[StoredChunk] = []
-        for document in unique.values():
+        for document in changed.values():
             chunks.extend(self._chunks_of(document))
-        vectors = self._embed([chunk.embed_text for chunk in chunks], progress)
-        for chunk, vector in zip(chunks, vectors, strict=True):
+        # A chunk whose text was embedded before (an unchanged paragraph of a
+        # changed page) takes its stored vector instead of being embedded again.
+        cached = self.store.cached_vectors({chunk.embed_hash for chunk in chunks})
+        fresh = [chunk for chunk in chunks if chunk.embed_hash not in cached]
+        vectors = self._embed([chunk.embed_text for chunk in fresh], progress)
+        for chunk, vector in zip(fresh, vectors, strict=True):
             chunk.vector = vector
-        self.store.replace_documents(list(unique), chunks)
-        self.manifest.save(self.persist_dir)
+        for chunk in chunks:
+            if chunk.embed_hash in cached:
+                chunk.vector = cached[chunk.embed_hash]
+        self.last_insert = InsertStats(
+            documents=len(unique),
+            unchanged=len(unique) - len(changed),
+            chunks=len(chunks),
+            embedded=len(fresh),
+        )
+        if changed:
+            self.store.replace_documents(list(changed), chunks)
+            self.manifest.save(self.persist_dir)
         return len(chunks)
 
     def _chunks_of(self, document: Document) -> list[StoredChunk]:
@@ -144,7 +177,12 @@ class VectorStoreIndex:
         stored = []
         for number, chunk in enumerate(self.chunker.chunk(document.text, title=title)):
             metadata = dict(document.metadata)
-            metadata.update(heading_path=list(chunk.headings), chunk_index=number)
+            metadata.update(
+                heading_path=list(chunk.headings),
+                chunk_index=number,
+                # What the next insert compares against to leave an unchanged document alone.
+                content_hash=content_hash(document.text),
+            )
             stored.append(
                 StoredChunk(
                     id=f"{document.id_}:{number}",
