@@ -224,6 +224,47 @@ def extract(
     out.print(page.markdown if format == "markdown" else page.text, markup=False, highlight=False)
 
 
+eval_app = typer.Typer(help="Measure retrieval quality and speed.", no_args_is_help=True)
+app.add_typer(eval_app, name="eval")
+
+
+@eval_app.command("retrieval")
+def eval_retrieval(
+    qa: Annotated[Path, typer.Option("--qa", help="Questions in SQuAD v1.1 JSON.")],
+    index: IndexOption,
+    mode: ModeOption = "hybrid",
+    limit: Annotated[int | None, typer.Option(min=1, help="Only the first N questions.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Recall@1/5/10, MRR and latency p50/p95 of retrieval on a SQuAD-format question file.
+
+    Example: ragtune eval retrieval --qa xquad.en.json --index ./idx --json
+    """
+    from ragtune.eval.retrieval import evaluate_retrieval
+    from ragtune.eval.squad import load_squad
+    from ragtune.index.vector_index import VectorStoreIndex
+
+    questions = load_squad(qa)[:limit]
+    loaded = VectorStoreIndex.load(index)
+    with _progress() as progress:
+        task = progress.add_task("Asking", total=len(questions), status="")
+        scores = evaluate_retrieval(
+            loaded,
+            questions,
+            mode=mode,  # type: ignore[arg-type]
+            progress=lambda done, total: progress.update(task, completed=done),
+        )
+    if as_json:
+        out.print_json(json.dumps(scores.to_dict()))
+        return
+    recall = "  ".join(f"recall@{k} {value:.3f}" for k, value in scores.recall.items())
+    out.print(
+        f"{scores.questions} questions, {mode} retrieval: {recall}  MRR {scores.mrr:.3f}  "
+        f"latency p50 {scores.latency_p50_ms:.1f} ms, p95 {scores.latency_p95_ms:.1f} ms",
+        highlight=False,
+    )
+
+
 @app.command()
 def models() -> None:
     """List the models available offline and where they live."""

@@ -1,0 +1,1 @@
+"""Measure the other parts: retrieval now, answers and routes later."""
