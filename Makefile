@@ -41,6 +41,7 @@ $(BENCH_VENV)/.installed: bench/requirements-scrapy.txt
 bench: setup $(BENCH_VENV)/.installed
 	$(PY) bench/extraction.py
 	$(PY) bench/crawl_throughput.py
+	$(PY) bench/retrieval_modes.py
 
 lint: setup
 	$(VENV)/bin/ruff check src tests bench examples

@@ -6,11 +6,11 @@ import json
 from pathlib import Path
 
 import pytest
+from tests.conftest import assert_one_line_error, run_cli
 
 from ragtune import VectorStoreIndex
 from ragtune.eval.retrieval import evaluate_retrieval, first_hit_rank
 from ragtune.eval.squad import context_documents, load_squad
-from tests.conftest import assert_one_line_error, run_cli
 
 SQUAD = {
     "version": "1.1",
