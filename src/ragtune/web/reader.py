@@ -79,7 +79,9 @@ class WebReader:
         )
         self.render = render
         self.throttle = HostThrottle(per_host=per_host_concurrency, delay=delay)
-        self.fetch_settings = {"timeout": timeout, "max_bytes": max_bytes, "retries": retries}
+        self.timeout = timeout
+        self.max_bytes = max_bytes
+        self.retry = RetryPolicy(retries=retries)
         self.report = CrawlReport()
         self.failures: list[RagtuneError] = []
 
@@ -104,11 +106,10 @@ class WebReader:
     ) -> Iterator[Document]:
         self.report = CrawlReport()
         self.failures = []
-        settings = self.fetch_settings
         with Fetcher(
-            timeout=float(settings["timeout"]),
-            max_bytes=int(settings["max_bytes"]),
-            retry=RetryPolicy(retries=int(settings["retries"])),
+            timeout=self.timeout,
+            max_bytes=self.max_bytes,
+            retry=self.retry,
             throttle=self.throttle,
         ) as fetcher:
             renderer = self._renderer()
