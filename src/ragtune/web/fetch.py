@@ -70,10 +70,6 @@ class FetchedPage:
     def not_modified(self) -> bool:
         return self.status == 304
 
-    @property
-    def validators(self) -> Validators:
-        return Validators(self.etag, self.last_modified)
-
 
 @dataclass(frozen=True)
 class RetryPolicy:
