@@ -1,0 +1,327 @@
+"""Embeddings from an OpenAI-compatible ``/v1/embeddings`` endpoint.
+
+Works with OpenAI itself and with local servers that speak the same protocol
+(llama.cpp's llama-server, vLLM, Ollama, text-embeddings-inference, LM Studio).
+
+Chunk sizing needs a tokenizer before any request is made, and remote servers
+do not expose theirs, so word pieces are counted with a *local* tokenizer:
+MiniLM's by default, or any ``tokenizer.json`` (or a directory holding one)
+given as ``tokenizer=``. ``max_tokens`` defaults to that local model's window
+(256 for MiniLM), which keeps chunks well inside any remote model's window;
+raise it for a remote model known to read more.
+
+The API key is read from ``$RAGTUNE_EMBED_API_KEY`` or else ``$OPENAI_API_KEY``
+at each request and never stored on the object or written into its spec.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import httpx
+import numpy as np
+
+from ragtune.assets import DEFAULT_EMBEDDER
+from ragtune.errors import RagtuneError
+from ragtune.index.embedding.base import (
+    EmbedderConfigError,
+    TextEmbedder,
+    load_counting_tokenizer,
+    normalise,
+)
+
+if TYPE_CHECKING:
+    from tokenizers import Tokenizer
+
+API_KEY_VARS = ("RAGTUNE_EMBED_API_KEY", "OPENAI_API_KEY")
+RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+_MAX_RETRY_AFTER_S = 30.0
+
+
+class EmbeddingServiceError(RagtuneError):
+    """The embeddings endpoint failed; the message names it and says how, on one line."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        super().__init__(f"embedding endpoint {url}: {reason}")
+        self.url = url
+        self.reason = reason
+
+
+class EmbeddingConnectionError(EmbeddingServiceError):
+    """Nothing answers at the address (refused, unknown host, reset)."""
+
+
+class EmbeddingTimeoutError(EmbeddingServiceError):
+    """The endpoint did not answer in time."""
+
+
+class EmbeddingHTTPError(EmbeddingServiceError):
+    """The endpoint answered with an HTTP error status."""
+
+    def __init__(self, url: str, status: int, reason: str) -> None:
+        super().__init__(url, reason)
+        self.status = status
+
+
+class EmbeddingResponseError(EmbeddingServiceError):
+    """The answer is not what the protocol promises: malformed JSON, wrong count or dimensions."""
+
+
+class OpenAIEmbedder(TextEmbedder):
+    """An OpenAI-compatible embeddings endpoint with the local embedder's surface."""
+
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        *,
+        tokenizer: str | Path | None = None,
+        max_tokens: int | None = None,
+        dimensions: int | None = None,
+        batch_size: int = 64,
+        timeout: float = 60.0,
+        retries: int = 3,
+        backoff: float = 0.5,
+    ) -> None:
+        if not base_url.startswith(("http://", "https://")):
+            raise EmbedderConfigError(f"embedding endpoint {base_url!r} is not an http(s) URL")
+        if not model:
+            raise EmbedderConfigError(f"embedding endpoint {base_url}: no model name given")
+        if batch_size < 1 or timeout <= 0 or retries < 0 or backoff < 0:
+            raise EmbedderConfigError(
+                f"embedding endpoint {base_url}: batch_size, timeout, retries or backoff "
+                "out of range"
+            )
+        self.base_url = base_url.rstrip("/")
+        self.url = f"{self.base_url}/embeddings"
+        self.model = model
+        self.tokenizer_path = _tokenizer_file(tokenizer)
+        self._tokenizer_given = tokenizer is not None
+        self._max_tokens = max_tokens
+        self._dimensions = dimensions
+        self.batch_size = batch_size
+        self.timeout = timeout
+        self.retries = retries
+        self.backoff = backoff
+
+    @classmethod
+    def from_spec(cls, spec: str) -> OpenAIEmbedder:
+        """``openai:http://127.0.0.1:8000/v1?model=NAME`` (the ``openai:`` prefix is optional).
+
+        Options in the query: ``model`` (required), ``tokenizer``, ``max_tokens``,
+        ``dimensions``, ``batch_size``, ``timeout``, ``retries``; any other
+        parameter stays in the URL.
+        """
+        url = spec.removeprefix("openai:")
+        parts = urlsplit(url)
+        options: dict[str, str] = {}
+        kept: list[tuple[str, str]] = []
+        for key, value in parse_qsl(parts.query, keep_blank_values=True):
+            if key in _SPEC_OPTIONS:
+                options[key] = value
+            else:
+                kept.append((key, value))
+        base = urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(kept), ""))
+        try:
+            return cls(
+                base,
+                options.get("model", ""),
+                tokenizer=options.get("tokenizer") or None,
+                max_tokens=_int_option(options, "max_tokens"),
+                dimensions=_int_option(options, "dimensions"),
+                batch_size=_int_option(options, "batch_size") or 64,
+                timeout=float(options.get("timeout") or 60.0),
+                retries=int(options.get("retries") or 3),
+            )
+        except ValueError:
+            raise EmbedderConfigError(f"embedding spec {spec!r} has a malformed option") from None
+
+    @property
+    def spec(self) -> str:
+        query: dict[str, str | int] = {"model": self.model}
+        if self._tokenizer_given:
+            query["tokenizer"] = str(self.tokenizer_path)
+        if self._max_tokens is not None:
+            query["max_tokens"] = self._max_tokens
+        return f"openai:{self.base_url}?{urlencode(query)}"
+
+    @property
+    def name(self) -> str:
+        return self.model
+
+    @property
+    def backend(self) -> str:
+        return "openai"
+
+    @cached_property
+    def tokenizer(self) -> Tokenizer:
+        return load_counting_tokenizer(str(self.tokenizer_path))
+
+    @cached_property
+    def max_tokens(self) -> int:
+        if self._max_tokens is not None:
+            return self._max_tokens
+        config_file = self.tokenizer_path.parent / "sentence_bert_config.json"
+        if config_file.exists():
+            return int(json.loads(config_file.read_text()).get("max_seq_length", 256))
+        return 256
+
+    @cached_property
+    def dimensions(self) -> int:
+        """Given, or found by one probe request."""
+        if self._dimensions is None:
+            self._dimensions = int(self._request(["dimension probe"]).shape[1])
+        return self._dimensions
+
+    @cached_property
+    def _client(self) -> httpx.Client:
+        return httpx.Client(timeout=httpx.Timeout(self.timeout, connect=min(self.timeout, 10.0)))
+
+    def close(self) -> None:
+        if "_client" in self.__dict__:
+            self._client.close()
+            del self.__dict__["_client"]
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        """Unit-length float32 vectors, one row per text."""
+        if not texts:
+            return np.zeros((0, self.dimensions), dtype=np.float32)
+        parts = [
+            self._request(texts[start : start + self.batch_size])
+            for start in range(0, len(texts), self.batch_size)
+        ]
+        return np.concatenate(parts)
+
+    def _request(self, texts: list[str]) -> np.ndarray:
+        payload = {"model": self.model, "input": texts, "encoding_format": "float"}
+        headers = {"Accept": "application/json"}
+        key = next((os.environ[v] for v in API_KEY_VARS if os.environ.get(v)), None)
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
+        attempt = 0
+        while True:
+            try:
+                response = self._client.post(self.url, json=payload, headers=headers)
+            except httpx.TimeoutException:
+                raise EmbeddingTimeoutError(
+                    self.url, f"no answer within {self.timeout:g} s"
+                ) from None
+            except httpx.TransportError as error:
+                raise EmbeddingConnectionError(self.url, _connection_reason(error)) from None
+            if response.status_code in RETRY_STATUSES and attempt < self.retries:
+                time.sleep(self._delay(attempt, response))
+                attempt += 1
+                continue
+            if response.status_code >= 400:
+                raise EmbeddingHTTPError(
+                    self.url,
+                    response.status_code,
+                    f"HTTP {response.status_code}{_error_detail(response)}"
+                    + (f" after {attempt + 1} attempts" if attempt else ""),
+                )
+            return self._vectors(response, len(texts))
+
+    def _delay(self, attempt: int, response: httpx.Response) -> float:
+        retry_after = response.headers.get("retry-after", "")
+        try:
+            if retry_after:
+                return min(max(float(retry_after), 0.0), _MAX_RETRY_AFTER_S)
+        except ValueError:
+            pass  # an HTTP date: fall back to exponential backoff
+        return float(self.backoff * 2**attempt)
+
+    def _vectors(self, response: httpx.Response, expected: int) -> np.ndarray:
+        try:
+            body = response.json()
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise EmbeddingResponseError(self.url, "the answer is not valid JSON") from None
+        data = body.get("data") if isinstance(body, dict) else None
+        if not isinstance(data, list):
+            raise EmbeddingResponseError(self.url, 'the answer has no "data" list')
+        if len(data) != expected:
+            raise EmbeddingResponseError(
+                self.url, f"{len(data)} vectors returned for {expected} texts"
+            )
+        rows: list[tuple[int, list[Any]]] = []
+        for position, item in enumerate(data):
+            vector = item.get("embedding") if isinstance(item, dict) else None
+            index = item.get("index", position) if isinstance(item, dict) else position
+            if not isinstance(vector, list) or not isinstance(index, int):
+                raise EmbeddingResponseError(
+                    self.url, f'item {position} has no "embedding" list of numbers'
+                )
+            rows.append((index, vector))
+        rows.sort(key=lambda row: row[0])
+        if [index for index, _ in rows] != list(range(expected)):
+            raise EmbeddingResponseError(self.url, "the vectors' indexes do not match the inputs")
+        sizes = sorted({len(vector) for _, vector in rows})
+        if len(sizes) > 1:
+            raise EmbeddingResponseError(
+                self.url, f"vectors of inconsistent dimensions {sizes[0]} and {sizes[-1]}"
+            )
+        if self._dimensions is not None and sizes[0] != self._dimensions:
+            raise EmbeddingResponseError(
+                self.url, f"{sizes[0]}-dimensional vectors, expected {self._dimensions}"
+            )
+        if sizes[0] == 0:
+            raise EmbeddingResponseError(self.url, "empty vectors returned")
+        try:
+            matrix = np.asarray([vector for _, vector in rows], dtype=np.float32)
+        except (TypeError, ValueError):
+            raise EmbeddingResponseError(
+                self.url, "the vectors hold values that are not numbers"
+            ) from None
+        if not np.isfinite(matrix).all():
+            raise EmbeddingResponseError(self.url, "the vectors hold NaN or infinite values")
+        return normalise(matrix)
+
+    def __repr__(self) -> str:
+        return f"OpenAIEmbedder({self.base_url!r}, model={self.model!r})"
+
+
+_SPEC_OPTIONS = frozenset(
+    {"model", "tokenizer", "max_tokens", "dimensions", "batch_size", "timeout", "retries"}
+)
+
+
+def _int_option(options: dict[str, str], key: str) -> int | None:
+    value = options.get(key)
+    return int(value) if value else None
+
+
+def _tokenizer_file(tokenizer: str | Path | None) -> Path:
+    path = Path(tokenizer) if tokenizer is not None else DEFAULT_EMBEDDER.require()
+    if path.is_dir():
+        path = path / "tokenizer.json"
+    if not path.is_file():
+        raise EmbedderConfigError(f"tokenizer {path} does not exist (give a tokenizer.json)")
+    return path
+
+
+def _connection_reason(error: httpx.TransportError) -> str:
+    text = str(error) or type(error).__name__
+    if "refused" in text.lower():
+        return "connection refused"
+    return " ".join(text.split())[:200]
+
+
+def _error_detail(response: httpx.Response) -> str:
+    """The server's own message, if short, on one line."""
+    detail = ""
+    try:
+        body = response.json()
+        if isinstance(body, dict):
+            error = body.get("error", body.get("detail", ""))
+            detail = str(error.get("message", error) if isinstance(error, dict) else error)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        detail = response.text
+    detail = " ".join(detail.split())
+    if not detail:
+        return ""
+    return f": {detail[:160]}{'...' if len(detail) > 160 else ''}"
