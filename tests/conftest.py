@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -14,6 +16,8 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from tests.postgres_server import PostgresServer, missing_reason, start_postgres  # noqa: E402
 
 from ragtune import VectorStoreIndex, WebReader  # noqa: E402
 from ragtune.shop_server import serve_shop  # noqa: E402
@@ -25,6 +29,23 @@ POTION_PATH = "/products/dark-energy-potion"
 def shop_url() -> Iterator[str]:
     with serve_shop() as base:
         yield base
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """A private PostgreSQL + pgvector server on 127.0.0.1 for the whole session."""
+    reason = missing_reason()
+    if reason:
+        pytest.skip(reason)
+    # Not under pytest's temporary root: that is private to root, and the
+    # server runs as the postgres user.
+    base = Path(tempfile.mkdtemp(prefix="ragtune-pg-"))
+    server = start_postgres(base)
+    try:
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -37,6 +37,18 @@ ModeOption = Annotated[
 TopKOption = Annotated[
     int, typer.Option("--top-k", "-k", min=1, max=100, help="Passages to retrieve.")
 ]
+FilterOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--filter",
+        help="Only passages whose metadata match: key=value, key!=value, key>=value "
+        "(also >, <, <=), key^=prefix, key=a|b; url, title, site or any metadata key "
+        "(repeatable; all must hold).",
+    ),
+]
+MmrOption = Annotated[
+    bool, typer.Option("--mmr", help="Diversify: maximal marginal relevance re-ranking.")
+]
 DEMO_QUESTION = "What is the flavor of the dark energy potion?"
 
 
@@ -117,6 +129,30 @@ def ingest(
     skip_failures: Annotated[
         bool, typer.Option("--skip-failures", help="Index what could be read; skip failed sources.")
     ] = False,
+    store: Annotated[
+        str | None,
+        typer.Option(
+            help="Where a new index keeps its chunks: lancedb (default, in the index "
+            "directory) or postgresql://USER@HOST/DB[?table=NAME] (password via PGPASSWORD)."
+        ),
+    ] = None,
+    commit_every: Annotated[
+        int,
+        typer.Option(
+            min=1, help="Commit every N chunks: a stopped ingest keeps them; a rerun resumes."
+        ),
+    ] = 512,
+    embed_model: Annotated[
+        str | None,
+        typer.Option(
+            help="Embedder of a new index: a sentence-transformers directory, or "
+            "openai:http://HOST/v1?model=NAME (key from OPENAI_API_KEY). Default: bundled MiniLM."
+        ),
+    ] = None,
+    embed_backend: Annotated[
+        str | None,
+        typer.Option(help="For a local embedder: torch, onnx or onnx-int8 (default if installed)."),
+    ] = None,
 ) -> None:
     """Read web pages, files or folders and add their main content to an index.
 
@@ -138,8 +174,82 @@ def ingest(
         delay=delay,
         timeout=timeout,
         skip_failures=skip_failures,
+        store=store,
+        commit_every=commit_every,
+        embed_model=embed_model,
+        embed_backend=embed_backend,
     )
     _ingest(sources, index, settings)
+
+
+@app.command()
+def sync(
+    index: IndexOption,
+    concurrency: Annotated[
+        int | None, typer.Option(min=1, max=256, help="Requests at once (default: as ingested).")
+    ] = None,
+    timeout: Annotated[
+        float | None,
+        typer.Option(min=0.1, help="Seconds to wait for a server (default: as ingested)."),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Check every source, but change nothing.")
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Revisit an index's sources: re-embed changed pages, remove vanished ones, add new ones.
+
+    Sources are read again with the settings they were ingested with (a crawl
+    finds new pages); pages answering 404/410 and deleted files are removed;
+    other failures keep the page and are listed. Exits 1 only if nothing
+    could be checked.
+
+    Example: ragtune sync --index ./idx
+    """
+    from ragtune.sync import sync as run_sync
+
+    with _progress() as progress:
+        checking = progress.add_task("Checking", total=None, status="")
+
+        def on_event(event: CrawlEvent) -> None:
+            progress.update(checking, advance=1, status=f"{event.status} {event.url[-60:]}")
+
+        embedding = progress.add_task("Embedding", total=None, status="", visible=False)
+
+        def on_embed(done: int, total: int) -> None:
+            progress.update(embedding, completed=done, total=total, status="chunks", visible=True)
+
+        result = run_sync(
+            index,
+            concurrency=concurrency,
+            timeout=timeout,
+            dry_run=dry_run,
+            on_event=on_event,
+            on_embed=on_embed,
+        )
+    if as_json:
+        out.print_json(json.dumps(result.to_dict()))
+        return
+    styles = {"changed": "cyan", "added": "green", "removed": "magenta", "failed": "red"}
+    for url in result.urls:
+        if url.action != "unchanged":
+            label = Text(f"{url.action:<8} ", style=styles.get(url.action, "yellow"))
+            reason = f": {url.reason}" if url.reason else ""
+            out.print(Text.assemble(label, url.url + reason), highlight=False)
+    skipped = f", {result.skipped} skipped" if result.skipped else ""
+    counts = (
+        f"{result.unchanged} unchanged, {result.changed} changed"
+        f"{'' if dry_run else f' ({result.chunks_embedded} chunks embedded)'}, "
+        f"{result.removed} removed, {result.added} added, {result.failed} failed{skipped}"
+    )
+    if dry_run:
+        out.print(f"Dry run, nothing written: {index} would have {counts}", highlight=False)
+    else:
+        out.print(
+            f"Synced {index}: {counts}; "
+            f"{result.documents} documents, {result.chunks} chunks in the index",
+            highlight=False,
+        )
 
 
 @app.command()
@@ -148,16 +258,25 @@ def retrieve(
     index: IndexOption,
     top_k: TopKOption = 5,
     mode: ModeOption = "hybrid",
+    filter: FilterOption = None,  # noqa: A002
+    mmr: MmrOption = False,
     as_json: JsonOption = False,
 ) -> None:
     """Rank indexed passages for a question, without any LLM.
 
-    Example: ragtune retrieve "price of the griffin kite" --index ./idx --json
+    Example: ragtune retrieve "price of the griffin kite" --index ./idx --filter site=shop.example
     """
+    from ragtune.index.filters import as_filters
     from ragtune.index.vector_index import VectorStoreIndex, validate_query
 
     validate_query(question)
-    retriever = VectorStoreIndex.load(index).as_retriever(similarity_top_k=top_k, mode=mode)  # type: ignore[arg-type]
+    filters = as_filters(filter or [])
+    retriever = VectorStoreIndex.load(index).as_retriever(
+        similarity_top_k=top_k,
+        mode=mode,  # type: ignore[arg-type]
+        filters=filters,
+        mmr=mmr,
+    )
     nodes = retriever.retrieve(question)
     if as_json:
         out.print_json(json.dumps({"question": question, "results": [n.to_dict() for n in nodes]}))
@@ -177,16 +296,27 @@ def ask(
     llm: Annotated[
         str | None, typer.Option(help="A .gguf model file (default: bundled SmolLM2).")
     ] = None,
+    mode: ModeOption = "hybrid",
+    filter: FilterOption = None,  # noqa: A002
+    mmr: MmrOption = False,
     as_json: JsonOption = False,
 ) -> None:
     """Answer a question from an index, citing the sources used.
 
     Example: ragtune ask "What is the flavor of the dark energy potion?" --index ./idx
     """
+    from ragtune.index.filters import as_filters
     from ragtune.index.vector_index import VectorStoreIndex, validate_query
 
     validate_query(question)
-    engine = VectorStoreIndex.load(index).as_query_engine(similarity_top_k=top_k, llm=llm)
+    filters = as_filters(filter or [])
+    engine = VectorStoreIndex.load(index).as_query_engine(
+        similarity_top_k=top_k,
+        llm=llm,
+        mode=mode,  # type: ignore[arg-type]
+        filters=filters,
+        mmr=mmr,
+    )
     if as_json:
         out.print_json(json.dumps(engine.query(question).to_dict()))
         return

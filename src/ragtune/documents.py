@@ -10,6 +10,10 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
+# Metadata key of a crawled page's links; kept on the document's first chunk
+# only, and not shown with retrieved nodes.
+OUTLINKS = "outlinks"
+
 
 def content_hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
@@ -41,6 +45,8 @@ class TextNode:
     metadata: dict[str, Any] = field(default_factory=dict)
     id_: str = ""
     ref_doc_id: str = ""
+    # The stored unit-length vector, when the node came from an index.
+    embedding: Any = field(default=None, repr=False, compare=False)
 
     @property
     def node_id(self) -> str:

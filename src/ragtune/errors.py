@@ -42,3 +42,7 @@ class ModelNotFoundError(RagtuneError):
 
 class LLMError(RagtuneError):
     """The language model failed to produce an answer."""
+
+
+class StoreConnectionError(RagtuneError):
+    """The index's store (a PostgreSQL server) cannot be reached or used."""

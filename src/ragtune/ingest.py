@@ -1,28 +1,40 @@
 """Ingest: sources (URLs, files, folders) into an index, with a report of every URL.
 
-The index is written once, after everything was read, in one commit: a
-failure anywhere before that leaves it exactly as it was.
+The index is written once, after everything was read, in one commit (and one
+more that drops the pages a shorter PDF no longer has): a failure anywhere
+before that leaves it exactly as it was. After a successful ingest the sources
+and their settings are recorded in ``sources.json``, for ``ragtune sync``.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ragtune.documents import Document
-from ragtune.errors import RagtuneError
+from ragtune.documents import OUTLINKS, Document
+from ragtune.errors import InvalidIndexError, RagtuneError
 from ragtune.extract.files import file_documents, read_folder
+from ragtune.index.embedding import TextEmbedder, make_embedder
 from ragtune.index.manifest import MANIFEST, write_json_atomic
-from ragtune.index.vector_index import InsertStats, VectorStoreIndex, check_index_target
+from ragtune.index.vector_index import (
+    COMMIT_CHUNKS,
+    InsertStats,
+    VectorStoreIndex,
+    check_index_target,
+    probe_store,
+)
 from ragtune.web.crawl import CrawlEvent, CrawlReport
 from ragtune.web.fetch import Validators
 from ragtune.web.reader import RenderMode, WebReader
 from ragtune.web.urls import normalise
 
 REPORT_FILE = "ingest-report.json"
+SOURCES_FILE = "sources.json"
+SOURCES_FORMAT = "ragtune-sources"
 EventHook = Callable[[CrawlEvent], None]
 EmbedHook = Callable[[int, int], None]
 
@@ -42,6 +54,14 @@ class IngestSettings:
     delay: float = 0.0
     timeout: float = 20.0
     skip_failures: bool = False
+    # Where a new index keeps its chunks: "lancedb" (inside the index directory)
+    # or a postgresql:// URL; an existing index keeps the store it was made with.
+    store: str | None = None
+    commit_every: int = COMMIT_CHUNKS
+    # The embedder of a new index: a model directory or an openai: endpoint spec
+    # (default: the bundled MiniLM), and its backend (torch, onnx, onnx-int8).
+    embed_model: str | None = None
+    embed_backend: str | None = None
 
 
 @dataclass
@@ -60,6 +80,9 @@ def ingest(
     on_embed: EmbedHook | None = None,
 ) -> IngestResult:
     check_index_target(index_dir)  # fail before fetching anything
+    if settings.store and not (index_dir / MANIFEST).exists():
+        probe_store(settings.store)
+    embedder = new_index_embedder(index_dir, settings)
     urls = [s for s in sources if "://" in s]
     paths = [Path(s) for s in sources if "://" not in s]
     events: list[CrawlEvent] = []
@@ -69,11 +92,11 @@ def ingest(
         if on_event:
             on_event(event)
 
-    documents = _read_paths(paths, settings, record)
-    documents += _read_urls(urls, index_dir, settings, record)
+    documents = read_paths(paths, settings, record)
+    documents += read_urls(urls, settings, record, known_validators(index_dir))
 
     # What the user named must work; a broken link found while crawling is only reported.
-    named = {normalise(u) for u in urls} | {p.resolve().as_uri() for p in paths}
+    named = {_event_url(source) for source in sources}
     failed_named = [e for e in events if e.status in ("failed", "skipped") and e.url in named]
     if failed_named and not settings.skip_failures:
         first = failed_named[0]
@@ -88,10 +111,20 @@ def ingest(
         raise RagtuneError(f"nothing to index: no page could be read{example}")
 
     index = (
-        VectorStoreIndex.from_documents(documents, persist_dir=index_dir, progress=on_embed)
+        VectorStoreIndex.from_documents(
+            documents,
+            persist_dir=index_dir,
+            progress=on_embed,
+            store=settings.store,
+            commit_every=settings.commit_every,
+            embed_model=embedder,
+        )
         if documents
-        else VectorStoreIndex.load(index_dir)
+        else VectorStoreIndex.load(index_dir, store=settings.store)
     )
+    index.delete_documents(stale_document_ids(index, documents))
+    skipped = {e.url for e in failed_named}  # with --skip-failures: not worth revisiting
+    record_sources(index_dir, [s for s in sources if _event_url(s) not in skipped], settings)
     report = {
         "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
         **CrawlReport(events).to_dict(),
@@ -100,8 +133,11 @@ def ingest(
     return IngestResult(len(documents), report, index.stats(), index.last_insert)
 
 
-def _read_urls(
-    urls: list[str], index_dir: Path, settings: IngestSettings, record: EventHook
+def read_urls(
+    urls: list[str],
+    settings: IngestSettings,
+    record: EventHook,
+    known: dict[str, Validators] | None = None,
 ) -> list[Document]:
     if not urls:
         return []
@@ -120,10 +156,10 @@ def _read_urls(
         delay=settings.delay,
         timeout=settings.timeout,
     )
-    return reader.load_data(urls, on_event=record, known=known_validators(index_dir))
+    return reader.load_data(urls, on_event=record, known=known)
 
 
-def _read_paths(paths: list[Path], settings: IngestSettings, record: EventHook) -> list[Document]:
+def read_paths(paths: list[Path], settings: IngestSettings, record: EventHook) -> list[Document]:
     documents: list[Document] = []
     for path in paths:
         if path.is_dir():
@@ -148,9 +184,166 @@ def known_validators(index_dir: Path) -> dict[str, Validators]:
     """ETag / Last-Modified of every page already in the index, for conditional GETs."""
     if not (index_dir / MANIFEST).exists():
         return {}
-    metadata = VectorStoreIndex.load(index_dir).store.document_metadata()
+    return validators_of(VectorStoreIndex.load(index_dir).store.document_metadata())
+
+
+def validators_of(metadata: dict[str, dict[str, Any]]) -> dict[str, Validators]:
+    """What the last fetch of each page (metadata by URL) said, for conditional GETs."""
     return {
-        url: Validators(meta.get("etag"), meta.get("last_modified"))
+        url: Validators(
+            meta.get("etag"), meta.get("last_modified"), tuple(meta.get(OUTLINKS) or ())
+        )
         for url, meta in metadata.items()
         if meta.get("etag") or meta.get("last_modified")
     }
+
+
+# --- What the index holds, by source -------------------------------------------------
+
+
+@dataclass
+class IndexedSource:
+    """One indexed URL (or file) and its documents: one, or one per page of a PDF."""
+
+    url: str
+    metadata: dict[str, Any]  # of one of its documents: validators, path, fetched_at
+    hashes: dict[str, str]  # document id -> content hash of the indexed text
+
+
+def indexed_sources(
+    index: VectorStoreIndex, urls: set[str] | None = None
+) -> dict[str, IndexedSource]:
+    """The index's documents grouped by URL (only those of ``urls``, when given);
+    the pages of a PDF share their URL."""
+    found = {
+        url: IndexedSource(url, meta, {})
+        for url, meta in index.store.document_metadata().items()
+        if urls is None or url in urls
+    }
+    for doc_id, (url, digest) in index.store.document_hashes().items():
+        if url in found:
+            found[url].hashes[doc_id] = digest
+    return found
+
+
+def source_url(document: Document) -> str:
+    return str(document.metadata.get("url") or document.metadata.get("path") or "")
+
+
+def stale_document_ids(index: VectorStoreIndex, documents: list[Document]) -> list[str]:
+    """Ids of indexed documents that a fresh read of their source no longer yields:
+    the pages a shorter PDF lost (or a PDF that became a single page)."""
+    fresh: dict[str, set[str]] = {}
+    for document in documents:
+        fresh.setdefault(source_url(document), set()).add(document.id_)
+    if not fresh:
+        return []
+    return [
+        doc_id
+        for url, source in indexed_sources(index, set(fresh)).items()
+        for doc_id in source.hashes
+        if doc_id not in fresh[url]
+    ]
+
+
+# --- The sources each ingest was asked to read, for `ragtune sync` ----------------------
+
+# The settings that say what to read; the rest (skip_failures) are about one run.
+RECORDED_SETTINGS = (
+    "crawl",
+    "max_pages",
+    "max_depth",
+    "include",
+    "exclude",
+    "render",
+    "obey_robots",
+    "use_sitemaps",
+    "concurrency",
+    "per_host_concurrency",
+    "delay",
+    "timeout",
+)
+
+
+@dataclass
+class RecordedSource:
+    source: str  # a normalised URL or an absolute path
+    settings: IngestSettings
+    recorded_at: str = ""
+
+    @property
+    def is_url(self) -> bool:
+        return "://" in self.source
+
+
+def _source_key(source: str) -> str:
+    """How a source is recorded: URLs normalised, paths absolute (sync runs from anywhere)."""
+    return normalise(source) if "://" in source else str(Path(source).resolve())
+
+
+def _event_url(source: str) -> str:
+    """The URL the reading events of a named source carry."""
+    return normalise(source) if "://" in source else Path(source).resolve().as_uri()
+
+
+def record_sources(index_dir: Path, sources: list[str], settings: IngestSettings) -> None:
+    """Add ``sources`` with ``settings`` to the index's record; a source already there
+    takes the new settings."""
+    try:
+        recorded = {r.source: r for r in recorded_sources(index_dir)}
+    except InvalidIndexError:
+        recorded = {}  # a damaged record is replaced, not allowed to fail an ingest
+    now = datetime.now(UTC).isoformat(timespec="seconds")
+    for source in sources:
+        key = _source_key(source)
+        recorded.pop(key, None)  # re-recorded sources move to the end, in the order given
+        recorded[key] = RecordedSource(key, settings, now)
+    write_json_atomic(
+        index_dir / SOURCES_FILE,
+        {
+            "format": SOURCES_FORMAT,
+            "version": 1,
+            "sources": [
+                {
+                    "source": r.source,
+                    "settings": {name: getattr(r.settings, name) for name in RECORDED_SETTINGS},
+                    "recorded_at": r.recorded_at,
+                }
+                for r in recorded.values()
+            ],
+        },
+    )
+
+
+def recorded_sources(index_dir: Path) -> list[RecordedSource]:
+    """The sources recorded by earlier ingests into ``index_dir``; [] when none were."""
+    path = index_dir / SOURCES_FILE
+    if not path.exists():
+        return []
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(data, dict) or data.get("format") != SOURCES_FORMAT:
+            raise ValueError("wrong format marker")
+        recorded = []
+        for entry in data["sources"]:
+            values = {k: v for k, v in entry["settings"].items() if k in RECORDED_SETTINGS}
+            recorded.append(
+                RecordedSource(
+                    str(entry["source"]), IngestSettings(**values), str(entry.get("recorded_at"))
+                )
+            )
+        return recorded
+    except (ValueError, TypeError, KeyError, AttributeError, UnicodeDecodeError) as error:
+        raise InvalidIndexError(f"{path} is damaged ({error})") from None
+
+
+def new_index_embedder(index_dir: Path, settings: IngestSettings) -> TextEmbedder | None:
+    """The embedder the settings ask for; an existing index keeps its own."""
+    if not (settings.embed_model or settings.embed_backend):
+        return None
+    if (index_dir / MANIFEST).exists():
+        raise RagtuneError(
+            f"{index_dir} already has its embedder; --embed-model and --embed-backend "
+            "apply to a new index"
+        )
+    return make_embedder(settings.embed_model, settings.embed_backend)

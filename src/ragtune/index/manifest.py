@@ -14,16 +14,22 @@ from ragtune.errors import IndexNotFoundError, InvalidIndexError
 
 MANIFEST = "ragtune.json"
 FORMAT = "ragtune-index"
-VERSION = 1
+# 2: metadata became a JSON column (filters); the store and its table are named here.
+VERSION = 2
 
 
 @dataclass
 class Manifest:
-    embedder_path: str
+    embedder_path: str  # a model directory or an OpenAI-compatible endpoint spec
     embedder_name: str
     dimensions: int
     chunk_size: int
     chunk_overlap: int
+    embedder_backend: str = "torch"  # torch, onnx, onnx-int8 or openai
+    store: str = "lancedb"  # or a postgresql:// URL, without its password
+    table: str = "chunks"
+    # Every metadata key a document in the index has had: filters on others are typos.
+    metadata_keys: list[str] = field(default_factory=list)
     created_at: str = field(default_factory=lambda: _now())
     updated_at: str = field(default_factory=lambda: _now())
     format: str = FORMAT
@@ -48,8 +54,8 @@ class Manifest:
                 raise ValueError("wrong format marker")
             if data.get("version") != VERSION:
                 raise InvalidIndexError(
-                    f"{directory} is a version {data.get('version')} index; "
-                    f"this ragtune reads version {VERSION}"
+                    f"{directory} is a version {data.get('version')} index; this ragtune "
+                    f"reads version {VERSION} (rebuild it: ragtune ingest into a new directory)"
                 )
             return cls(**data)
         except InvalidIndexError:

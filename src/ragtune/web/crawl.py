@@ -164,7 +164,7 @@ class Crawler:
                             event.skip_kind = "duplicate"
                     yield event
                     if (
-                        event.status == "fetched"
+                        event.status in ("fetched", "unchanged")
                         and options.follow_links
                         and event.depth < options.max_depth
                     ):
@@ -181,9 +181,12 @@ class Crawler:
         except FetchError as error:
             return CrawlEvent(url, "failed", error.reason, depth, error=error)
         if page.not_modified:
-            return CrawlEvent(
+            event = CrawlEvent(
                 url, "unchanged", "not modified since the last fetch", depth, page=page
             )
+            # The links it had last time, so a recrawl still reaches pages beyond it.
+            event.links = list(self.known[url].links) if url in self.known else []
+            return event
         event = CrawlEvent(url, "fetched", depth=depth, page=page)
         try:
             if self.on_fetched:

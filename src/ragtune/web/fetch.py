@@ -39,6 +39,8 @@ class Validators:
 
     etag: str | None = None
     last_modified: str | None = None
+    # The page's links when it was fetched: a crawl follows them on 304 Not Modified.
+    links: tuple[str, ...] = ()
 
     def headers(self) -> dict[str, str]:
         headers = {}

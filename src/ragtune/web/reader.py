@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Literal
 
-from ragtune.documents import Document
+from ragtune.documents import OUTLINKS, Document
 from ragtune.errors import ExtractionError, FetchError, RagtuneError
 from ragtune.extract import extract_html
 from ragtune.extract.files import make_document
@@ -117,6 +117,10 @@ class WebReader:
             try:
                 for event, result in extract_pages(crawler.run([str(url) for url in urls])):
                     documents = self._settle(event, result)
+                    if self.options.follow_links and event.links:
+                        # Kept with the page so a later crawl can follow them on 304.
+                        for document in documents:
+                            document.metadata[OUTLINKS] = list(event.links)
                     self.report.add(event)
                     if on_event:
                         on_event(event)
