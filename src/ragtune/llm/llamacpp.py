@@ -64,6 +64,14 @@ class LlamaCppLLM:
         """Load the model now rather than on the first request."""
         _ = self._server
 
+    @property
+    def http_url(self) -> str:
+        """llama.cpp's own HTTP server for this model (OpenAI-compatible under ``/v1``).
+
+        It listens on loopback only and lives as long as this object; loads the model.
+        """
+        return str(self._server.listening_address).rstrip("/")
+
     def count_tokens(self, text: str) -> int:
         # The server's /tokenize is the model's own tokenizer; it listens on loopback only.
         response = httpx.post(
