@@ -74,3 +74,47 @@ def test_missing_and_corrupt_model_files(tmp_path) -> None:  # type: ignore[no-u
     )
     with pytest.raises(ModelNotFoundError, match="cannot load"):
         index.as_query_engine(llm=str(truncated)).query("What text?")
+
+
+def test_near_duplicate_passages_reach_the_prompt_once() -> None:
+    # The same page published under two URLs: retrieval finds both, the prompt quotes one.
+    text = (
+        "The lighthouse workshop ships every telescope in a wooden crate lined with wool. "
+        "Delivery takes nine days to any harbour town."
+    )
+    index = VectorStoreIndex.from_documents(
+        [
+            Document(text=text, metadata={"url": "http://t/a", "title": "Shipping"}),
+            Document(text=text, metadata={"url": "http://t/mirror/a", "title": "Shipping"}),
+            Document(
+                text="Telescopes are polished by hand and tested on a clear night.",
+                metadata={"url": "http://t/b", "title": "Telescopes"},
+            ),
+        ]
+    )
+    nodes = index.as_retriever(similarity_top_k=5).retrieve("How are telescopes shipped?")
+    assert {"http://t/a", "http://t/mirror/a"} <= {n.metadata["url"] for n in nodes}
+
+    def words(value: str) -> int:
+        return len(value.split())
+
+    packed = pack_prompt("How are telescopes shipped?", nodes, words, 2048, 128)
+    urls = [n.metadata["url"] for n in packed.sources]
+    assert len({"http://t/a", "http://t/mirror/a"} & set(urls)) == 1
+    assert urls[0] == nodes[0].metadata["url"]  # the better-ranked copy is the one kept
+    assert "http://t/b" in urls
+    assert packed.duplicates_dropped == 1
+    assert packed.messages[-1]["content"].count("wooden crate") == 1
+
+
+def test_identical_text_is_a_duplicate_without_vectors() -> None:
+    def node(text: str, url: str, score: float) -> NodeWithScore:
+        return NodeWithScore(TextNode(text=text, metadata={"url": url}), score)
+
+    nodes = [
+        node("Open daily, 9 to 5.", "http://t/1", 1.0),
+        node("open  DAILY 9 to 5", "http://t/2", 0.9),
+        node("Closed on Sundays.", "http://t/3", 0.8),
+    ]
+    packed = pack_prompt("When is it open?", nodes, lambda t: len(t.split()), 2048, 128)
+    assert [n.metadata["url"] for n in packed.sources] == ["http://t/1", "http://t/3"]

@@ -294,12 +294,28 @@ def ask(
     index: IndexOption,
     top_k: TopKOption = 4,
     llm: Annotated[
-        str | None, typer.Option(help="A .gguf model file (default: bundled SmolLM2).")
+        str | None,
+        typer.Option(
+            help="The model: PATH.gguf (llama.cpp; default: bundled SmolLM2), or "
+            "openai:http://HOST:PORT/v1?model=NAME[&context=N] for an OpenAI-compatible "
+            "server (OpenAI, vLLM, Ollama, llama-server; key from $RAGTUNE_LLM_API_KEY "
+            "or $OPENAI_API_KEY), or hf:DIR[#adapter=ADAPTER_DIR] for a Hugging Face "
+            "model directory through transformers, with an optional PEFT adapter."
+        ),
     ] = None,
     mode: ModeOption = "hybrid",
     filter: FilterOption = None,  # noqa: A002
     mmr: MmrOption = False,
     as_json: JsonOption = False,
+    min_similarity: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="Answer 'not in the sources' without the LLM when no passage is this "
+            "similar to the question (cosine; default 0.22; 0 always asks the LLM).",
+        ),
+    ] = None,
 ) -> None:
     """Answer a question from an index, citing the sources used.
 
@@ -307,15 +323,18 @@ def ask(
     """
     from ragtune.index.filters import as_filters
     from ragtune.index.vector_index import VectorStoreIndex, validate_query
+    from ragtune.llm import load_llm
 
     validate_query(question)
     filters = as_filters(filter or [])
+    model = load_llm(llm) if llm is not None else None  # a bad --llm fails before any work
     engine = VectorStoreIndex.load(index).as_query_engine(
         similarity_top_k=top_k,
-        llm=llm,
+        llm=model,
         mode=mode,  # type: ignore[arg-type]
         filters=filters,
         mmr=mmr,
+        **({} if min_similarity is None else {"min_similarity": min_similarity}),
     )
     if as_json:
         out.print_json(json.dumps(engine.query(question).to_dict()))
@@ -328,13 +347,111 @@ def _stream_answer(engine: Any, question: str) -> None:
     for piece in tokens:
         out.print(piece, end="", markup=False, highlight=False)
     out.print()
-    out.print("\n[bold]Sources[/]")
+    _print_sources(response)
+
+
+def _print_sources(response: Any) -> None:
+    if response.metadata.get("not_in_sources"):
+        err.print(f"({response.metadata['reason']}; the LLM was not asked)", highlight=False)
+        out.print("\n[bold]Sources[/] (closest passages, none close enough)")
+    else:
+        out.print("\n[bold]Sources[/] (* cited in the answer)")
+    cited = {citation.number for citation in response.citations}
     for number, node in enumerate(response.source_nodes, 1):
+        mark = "*" if number in cited else " "
         out.print(
-            f"  [{number}] {node.metadata.get('url', '')} (score {node.score:.3f})",
+            f" {mark}[{number}] {node.metadata.get('url', '')} (score {node.score:.3f})",
             markup=False,
             highlight=False,
         )
+
+
+CHAT_HELP = "commands: /sources (last answer's sources), /reset (forget the history), /exit"
+
+
+@app.command()
+def chat(
+    index: IndexOption,
+    top_k: TopKOption = 4,
+    llm: Annotated[
+        str | None,
+        typer.Option(help="The model, as for ask (default: bundled SmolLM2)."),
+    ] = None,
+    mode: ModeOption = "hybrid",
+    filter: FilterOption = None,  # noqa: A002
+    history_turns: Annotated[
+        int, typer.Option(min=0, max=20, help="Earlier turns put into the prompt.")
+    ] = 3,
+    answer_tokens: Annotated[
+        int, typer.Option(min=1, max=4096, help="The longest answer, in the model's tokens.")
+    ] = 128,
+) -> None:
+    """Talk to an index: one question a line on stdin; follow-ups keep the subject.
+
+    /sources lists the last answer's sources, /reset forgets the history, /exit
+    (or end of input) ends with a summary. Example: ragtune chat --index ./idx
+    """
+    import time
+
+    from ragtune.index.filters import as_filters
+    from ragtune.index.vector_index import VectorStoreIndex
+    from ragtune.llm import load_llm
+    from ragtune.query.chat import ChatSession
+
+    filters = as_filters(filter or [])
+    model = load_llm(llm)  # a bad --llm or model fails before the first question
+    engine = VectorStoreIndex.load(index).as_query_engine(
+        similarity_top_k=top_k,
+        llm=model,
+        mode=mode,  # type: ignore[arg-type]
+        filters=filters,
+        answer_tokens=answer_tokens,
+    )
+    session = ChatSession(engine, max_history_turns=history_turns)
+    started = time.perf_counter()
+    turns = 0
+    interactive = sys.stdin.isatty()
+    if interactive:
+        err.print(f"Chatting with {index} ({CHAT_HELP}).", highlight=False)
+    while True:
+        if interactive:
+            err.print("[bold]>[/] ", end="")
+        line = sys.stdin.readline()
+        if not line:
+            break
+        text = line.strip()
+        if not text:
+            continue
+        if text.startswith("/"):
+            command = text.split()[0].lower()
+            if command in ("/exit", "/quit"):
+                break
+            if command == "/reset":
+                session.reset()
+                err.print("(history cleared)", highlight=False)
+            elif command == "/sources":
+                if session.last_response is None:
+                    err.print("(no answer yet)", highlight=False)
+                else:
+                    _print_sources(session.last_response)
+            else:
+                err.print(f"unknown command {command}; {CHAT_HELP}", markup=False)
+            continue
+        try:
+            tokens, response = session.stream(text)
+            for piece in tokens:
+                out.print(piece, end="", markup=False, highlight=False)
+        except RagtuneError as error:
+            err.print(f"error: {error}", markup=False, highlight=False)
+            continue
+        out.print()
+        if response.metadata.get("rewritten"):
+            err.print(f"(searched for: {response.metadata['retrieval_query']})", markup=False)
+        turns += 1
+    err.print(
+        f"{turns} turn{'s' if turns != 1 else ''} in {time.perf_counter() - started:.1f} s",
+        highlight=False,
+    )
 
 
 @app.command()

@@ -88,12 +88,49 @@ class NodeWithScore:
 
 
 @dataclass
+class Citation:
+    """A ``[number]`` marker of an answer and the prompt source it points to."""
+
+    number: int
+    node: NodeWithScore
+
+    @property
+    def url(self) -> str | None:
+        url = self.node.metadata.get("url")
+        return str(url) if url is not None else None
+
+    @property
+    def title(self) -> str | None:
+        title = self.node.metadata.get("title")
+        return str(title) if title is not None else None
+
+    @property
+    def text(self) -> str:
+        return self.node.text
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "number": self.number,
+            "id": self.node.node_id,
+            "url": self.url,
+            "title": self.title,
+            "text": self.text,
+        }
+
+
+@dataclass
 class Response:
-    """An answer and the source nodes it was grounded in. ``str(response)`` is the answer."""
+    """An answer and the source nodes it was grounded in. ``str(response)`` is the answer.
+
+    ``source_nodes[n - 1]`` is the source the prompt numbered ``n``; ``citations``
+    lists the sources the answer actually cites as ``[n]``, in order of first
+    mention (empty when the answer cites none).
+    """
 
     response: str
     source_nodes: list[NodeWithScore] = field(default_factory=list)
     metadata: dict[str, Any] = field(default_factory=dict)
+    citations: list[Citation] = field(default_factory=list)
 
     def __str__(self) -> str:
         return self.response
@@ -102,5 +139,6 @@ class Response:
         return {
             "answer": self.response,
             "sources": [node.to_dict() for node in self.source_nodes],
+            "citations": [citation.to_dict() for citation in self.citations],
             "metadata": self.metadata,
         }

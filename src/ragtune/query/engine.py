@@ -3,20 +3,42 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 from ragtune.documents import NodeWithScore, Response
 from ragtune.index.vector_index import validate_query
 from ragtune.llm.base import LLM, load_llm
+from ragtune.query.citations import CitationFilter
 from ragtune.query.prompt import PackedPrompt, pack_prompt
 
 if TYPE_CHECKING:
     from ragtune.index.vector_index import VectorIndexRetriever
 
+NOT_IN_SOURCES = "The indexed sources do not contain the answer to this question."
+# Below this cosine between the question and its closest passage, the engine
+# answers NOT_IN_SOURCES without asking the LLM. Measured on the demo shop with
+# the default embedder (int8 ONNX all-MiniLM-L6-v2), best similarity per question,
+# the same in hybrid, dense and keyword mode:
+#   the shop's questions (tests/test_retrieval_quality.py and the demo question):
+#   0.255 (hot coals), 0.320, 0.323, 0.348, 0.477 ... 0.772 (demo), 0.797;
+#   unrelated ones: 0.191 (boiling point of water), 0.184 (refund policy), 0.178,
+#   0.138, 0.136 (capital of Australia), 0.117 (1998 World Cup), 0.111, 0.096 (sourdough).
+# 0.22 sits between the two groups, about 0.03 from each; a paraphrase of a shop
+# fact scores far above it (0.648 for "Which potion tastes like cherry cola?").
+DEFAULT_MIN_SIMILARITY = 0.22
+
 
 class RetrieverQueryEngine:
-    """``query(question)`` returns a Response; its ``source_nodes`` are the prompt's sources."""
+    """``query(question)`` returns a Response; its ``source_nodes`` are the prompt's sources.
+
+    When no retrieved passage reaches ``min_similarity`` (the cosine between
+    question and passage, whatever the retrieval mode), the answer is
+    ``not_in_sources_answer`` and the LLM is neither loaded nor asked; the
+    response's metadata says so (``not_in_sources``, ``best_similarity``) and
+    ``source_nodes`` still lists what was retrieved. ``min_similarity=0``
+    always asks the LLM.
+    """
 
     def __init__(
         self,
@@ -24,12 +46,16 @@ class RetrieverQueryEngine:
         llm: LLM | str | None = None,
         answer_tokens: int = 128,
         relevance_ratio: float = 0.75,
+        min_similarity: float = DEFAULT_MIN_SIMILARITY,
+        not_in_sources_answer: str = NOT_IN_SOURCES,
     ) -> None:
         self.retriever = retriever
         self.relevance_ratio = relevance_ratio
         self._llm_spec = llm
         self._llm: LLM | None = None
         self.answer_tokens = answer_tokens
+        self.min_similarity = min_similarity
+        self.not_in_sources_answer = not_in_sources_answer
 
     @property
     def llm(self) -> LLM:
@@ -37,41 +63,130 @@ class RetrieverQueryEngine:
             self._llm = load_llm(self._llm_spec)
         return self._llm
 
-    def _prepare(self, question: str) -> tuple[PackedPrompt, dict[str, float]]:
-        question = validate_query(question)
+    def _retrieve(
+        self, question: str, retrieval_query: str | None = None
+    ) -> tuple[list[NodeWithScore], dict[str, Any]]:
         started = time.perf_counter()
-        nodes = keep_relevant(self.retriever.retrieve(question), self.relevance_ratio)
-        retrieved = time.perf_counter()
-        packed = pack_prompt(
-            question, nodes, self.llm.count_tokens, self.llm.context_window, self.answer_tokens
-        )
-        timings = {"retrieve_s": retrieved - started}
-        return packed, timings
+        query = retrieval_query.strip() if retrieval_query and retrieval_query.strip() else None
+        nodes = keep_relevant(self.retriever.retrieve(query or question), self.relevance_ratio)
+        metadata: dict[str, Any] = {"retrieve_s": time.perf_counter() - started}
+        if query is not None:
+            metadata["retrieval_query"] = query
+        best = best_similarity(nodes)
+        metadata["best_similarity"] = best
+        if not nodes or (best is not None and best < self.min_similarity):
+            metadata["not_in_sources"] = True
+            metadata["reason"] = (
+                "nothing was retrieved"
+                if best is None
+                else f"best similarity {best:.3f} is below min_similarity {self.min_similarity}"
+            )
+        return nodes, metadata
 
-    def query(self, question: str) -> Response:
-        packed, timings = self._prepare(question)
+    def _prepare(
+        self, question: str, nodes: list[NodeWithScore], history: Sequence[tuple[str, str]] = ()
+    ) -> PackedPrompt:
+        return pack_prompt(
+            question,
+            nodes,
+            self.llm.count_tokens,
+            self.llm.context_window,
+            self.answer_tokens,
+            history=history,
+        )
+
+    def query(
+        self,
+        question: str,
+        *,
+        history: Sequence[tuple[str, str]] = (),
+        retrieval_query: str | None = None,
+    ) -> Response:
+        """Answer ``question``.
+
+        ``history`` holds earlier ``(question, answer)`` turns of a conversation
+        (oldest first; the latest that fit go into the prompt), and
+        ``retrieval_query`` replaces the question for retrieval only (a chat's
+        standalone rewrite of a follow-up question).
+        """
+        question = validate_query(question)
+        nodes, metadata = self._retrieve(question, retrieval_query)
+        if metadata.get("not_in_sources"):
+            return Response(self.not_in_sources_answer, nodes, metadata)
+        packed = self._prepare(question, nodes, history)
         started = time.perf_counter()
         answer = self.llm.chat(packed.messages, max_tokens=self.answer_tokens)
-        timings["generate_s"] = time.perf_counter() - started
-        return Response(answer, packed.sources, self._metadata(packed, timings))
+        metadata["generate_s"] = time.perf_counter() - started
+        citations = CitationFilter(packed.sources)
+        text = (citations.feed(answer) + citations.flush()).strip()
+        return Response(
+            text,
+            packed.sources,
+            self._metadata(packed, metadata, citations),
+            citations.citations,
+        )
 
-    def stream(self, question: str) -> tuple[Iterator[str], Response]:
-        """Tokens as they arrive, and a Response whose ``response`` fills in as they are read."""
-        packed, timings = self._prepare(question)
-        response = Response("", packed.sources, self._metadata(packed, timings))
+    def stream(
+        self,
+        question: str,
+        *,
+        history: Sequence[tuple[str, str]] = (),
+        retrieval_query: str | None = None,
+    ) -> tuple[Iterator[str], Response]:
+        """Tokens as they arrive, and a Response whose ``response`` fills in as they are read.
+
+        ``citations`` (and ``metadata["dropped_citations"]``) are set once the
+        tokens are exhausted. ``history`` and ``retrieval_query`` as in :meth:`query`.
+        """
+        question = validate_query(question)
+        nodes, metadata = self._retrieve(question, retrieval_query)
+        if metadata.get("not_in_sources"):
+            response = Response("", nodes, metadata)
+
+            def fixed() -> Iterator[str]:
+                response.response = self.not_in_sources_answer
+                yield self.not_in_sources_answer
+
+            return fixed(), response
+        packed = self._prepare(question, nodes, history)
+        citations = CitationFilter(packed.sources)
+        response = Response("", packed.sources, self._metadata(packed, metadata, citations))
 
         def tokens() -> Iterator[str]:
             started = time.perf_counter()
             for piece in self.llm.stream_chat(packed.messages, max_tokens=self.answer_tokens):
-                response.response += piece
-                yield piece
+                text = citations.feed(piece)
+                if text:
+                    response.response += text
+                    yield text
+            rest = citations.flush()
+            if rest:
+                response.response += rest
+                yield rest
             response.response = response.response.strip()
+            response.citations = citations.citations
             response.metadata["generate_s"] = time.perf_counter() - started
 
         return tokens(), response
 
-    def _metadata(self, packed: PackedPrompt, timings: dict[str, float]) -> dict[str, object]:
-        return {"model": self.llm.name, "prompt_tokens": packed.prompt_tokens, **timings}
+    def _metadata(
+        self, packed: PackedPrompt, metadata: dict[str, Any], citations: CitationFilter
+    ) -> dict[str, Any]:
+        # The same list object: a stream fills it in as markers arrive.
+        metadata["dropped_citations"] = citations.dropped
+        return {
+            "model": self.llm.name,
+            "prompt_tokens": packed.prompt_tokens,
+            "history_turns": packed.history_turns,
+            "duplicates_dropped": packed.duplicates_dropped,
+            **metadata,
+        }
+
+
+def best_similarity(nodes: list[NodeWithScore]) -> float | None:
+    """The highest question-passage cosine among ``nodes``; None when no node carries one."""
+    values = [float(n.metadata["similarity"]) for n in nodes if "similarity" in n.metadata]
+    return max(values) if values else None
 
 
 def keep_relevant(nodes: list[NodeWithScore], ratio: float) -> list[NodeWithScore]:
