@@ -9,6 +9,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import uuid
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -46,6 +47,15 @@ def postgres() -> Iterator[PostgresServer]:
     finally:
         server.stop()
         shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(params=["lancedb", "postgresql"])
+def store_url(request: pytest.FixtureRequest) -> str:
+    """Each store in turn: the embedded one, then a fresh table on the test server."""
+    if request.param == "lancedb":
+        return "lancedb"
+    server: PostgresServer = request.getfixturevalue("postgres")
+    return server.table_url(f"t_{uuid.uuid4().hex[:12]}")
 
 
 @pytest.fixture(scope="session")

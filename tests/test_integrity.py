@@ -10,26 +10,15 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from collections import defaultdict
 from pathlib import Path
 
-import pytest
 from tests.conftest import run_cli
-from tests.postgres_server import PostgresServer
 
 from ragtune import VectorStoreIndex
 from ragtune.index.manifest import MANIFEST
 
 COMMIT_EVERY = 4  # chunks per commit, so the shop's ~40 chunks take about ten commits
-
-
-@pytest.fixture(params=["lancedb", "postgresql"])
-def store_url(request: pytest.FixtureRequest) -> str:
-    if request.param == "lancedb":
-        return "lancedb"
-    server: PostgresServer = request.getfixturevalue("postgres")
-    return server.table_url(f"t_{uuid.uuid4().hex[:12]}")
 
 
 def ingest_command(shop_url: str, index_dir: Path, store: str) -> list[str]:

@@ -3,26 +3,16 @@ store and against PostgreSQL + pgvector (a private server on 127.0.0.1)."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from tests.postgres_server import PostgresServer
 
 from ragtune import Document, VectorStoreIndex
 from ragtune.errors import InvalidQueryError
 from ragtune.index.filters import MetadataFilter, MetadataFilters
 
 MakeIndex = Callable[[list[Document]], VectorStoreIndex]
-
-
-@pytest.fixture(params=["lancedb", "postgresql"])
-def store_url(request: pytest.FixtureRequest) -> str:
-    if request.param == "lancedb":
-        return "lancedb"
-    server: PostgresServer = request.getfixturevalue("postgres")
-    return server.table_url(f"t_{uuid.uuid4().hex[:12]}")
 
 
 @pytest.fixture()

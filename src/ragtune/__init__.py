@@ -13,13 +13,14 @@ __version__ = "0.1.0"
 # A library logs; the application decides where logs go (the CLI reports skips itself).
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 
-from ragtune.documents import Document, NodeWithScore, Response, TextNode  # noqa: E402
+from ragtune.documents import Citation, Document, NodeWithScore, Response, TextNode  # noqa: E402
 from ragtune.errors import RagtuneError  # noqa: E402
 from ragtune.extract import ExtractedPage, extract_html  # noqa: E402
 from ragtune.index import VectorStoreIndex  # noqa: E402
 from ragtune.web import WebReader  # noqa: E402
 
 __all__ = [
+    "Citation",
     "Document",
     "ExtractedPage",
     "NodeWithScore",
