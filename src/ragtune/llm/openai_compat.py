@@ -29,12 +29,13 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from functools import cached_property
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
 from ragtune.errors import LLMError
 from ragtune.llm.base import ChatMessage
+from ragtune.url_options import split_url_options
 
 API_KEY_VARS = ("RAGTUNE_LLM_API_KEY", "OPENAI_API_KEY")
 RETRY_STATUSES = frozenset({429, 503})
@@ -108,15 +109,7 @@ class OpenAICompatibleLLM:
     def from_spec(cls, spec: str) -> OpenAICompatibleLLM:
         """``openai:http://HOST:PORT/v1?model=NAME[&context=N][&timeout=S][&retries=N]``."""
         url = spec.removeprefix("openai:")
-        parts = urlsplit(url)
-        options: dict[str, str] = {}
-        kept: list[tuple[str, str]] = []
-        for key, value in parse_qsl(parts.query, keep_blank_values=True):
-            if key in _SPEC_OPTIONS:
-                options[key] = value
-            else:
-                kept.append((key, value))
-        base = urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(kept), ""))
+        base, options = split_url_options(url, _SPEC_OPTIONS)
         try:
             return cls(
                 base,

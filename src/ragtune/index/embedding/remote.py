@@ -22,7 +22,7 @@ import time
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import urlencode
 
 import httpx
 import numpy as np
@@ -35,6 +35,7 @@ from ragtune.index.embedding.base import (
     load_counting_tokenizer,
     normalise,
 )
+from ragtune.url_options import split_url_options
 
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
@@ -119,15 +120,7 @@ class OpenAIEmbedder(TextEmbedder):
         parameter stays in the URL.
         """
         url = spec.removeprefix("openai:")
-        parts = urlsplit(url)
-        options: dict[str, str] = {}
-        kept: list[tuple[str, str]] = []
-        for key, value in parse_qsl(parts.query, keep_blank_values=True):
-            if key in _SPEC_OPTIONS:
-                options[key] = value
-            else:
-                kept.append((key, value))
-        base = urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(kept), ""))
+        base, options = split_url_options(url, _SPEC_OPTIONS)
         try:
             return cls(
                 base,
