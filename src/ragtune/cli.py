@@ -291,7 +291,12 @@ def retrieve(
 @app.command()
 def ask(
     question: Annotated[str, typer.Argument(help="The question to answer.")],
-    index: IndexOption,
+    index: Annotated[
+        Path | None,
+        typer.Option(
+            "--index", "-i", help="Index directory; without one the model answers alone."
+        ),
+    ] = None,
     top_k: TopKOption = 4,
     llm: Annotated[
         str | None,
@@ -320,6 +325,8 @@ def ask(
     """Answer a question from an index, citing the sources used.
 
     Example: ragtune ask "What is the flavor of the dark energy potion?" --index ./idx
+
+    Without --index the model answers from what it knows (a fine-tuned model, say).
     """
     from ragtune.index.filters import as_filters
     from ragtune.index.vector_index import VectorStoreIndex, validate_query
@@ -328,6 +335,11 @@ def ask(
     validate_query(question)
     filters = as_filters(filter or [])
     model = load_llm(llm) if llm is not None else None  # a bad --llm fails before any work
+    if index is None:
+        if filter:
+            raise RagtuneError("--filter needs an --index to filter")
+        _answer_without_index(model or load_llm(None), question, as_json)
+        return
     engine = VectorStoreIndex.load(index).as_query_engine(
         similarity_top_k=top_k,
         llm=model,
@@ -340,6 +352,22 @@ def ask(
         out.print_json(json.dumps(engine.query(question).to_dict()))
         return
     _stream_answer(engine, question)
+
+
+def _answer_without_index(model: Any, question: str, as_json: bool) -> None:
+    messages = [{"role": "user", "content": question}]
+    if as_json:
+        answer = model.chat(messages, max_tokens=256)
+        out.print_json(
+            json.dumps(
+                {"answer": answer, "sources": [], "citations": [], "metadata": {"index": None}}
+            )
+        )
+        return
+    for piece in model.stream_chat(messages, max_tokens=256):
+        out.print(piece, end="", markup=False, highlight=False)
+    out.print()
+    err.print(f"(no index: answered by {model.name} alone, without sources)", highlight=False)
 
 
 def _stream_answer(engine: Any, question: str) -> None:
@@ -557,6 +585,18 @@ def demo(
 def _excerpt(text: str, width: int = 160) -> str:
     flat = " ".join(text.split())
     return flat if len(flat) <= width else flat[: width - 1] + "…"
+
+
+def _register_training_commands() -> None:
+    # Defined in their own modules; their heavy imports happen only when they run.
+    from ragtune.cli_export import register as register_export
+    from ragtune.cli_train import register as register_train
+
+    register_train(app)
+    register_export(app)
+
+
+_register_training_commands()
 
 
 def main() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+
 
 class RagtuneError(Exception):
     """Base class: the CLI prints str(error) on one line and exits non-zero."""
@@ -46,3 +48,31 @@ class LLMError(RagtuneError):
 
 class StoreConnectionError(RagtuneError):
     """The index's store (a PostgreSQL server) cannot be reached or used."""
+
+
+class DatasetError(RagtuneError):
+    """A training dataset is missing, empty, or has a record that does not fit its format."""
+
+
+class TrainingError(RagtuneError):
+    """Fine-tuning, merging or exporting a model failed (bad settings, full disk, ...)."""
+
+
+def one_line(error: BaseException, limit: int = 300) -> str:
+    """A third-party error's message folded onto one line, for our one-line errors."""
+    text = " ".join(str(error).split()) or type(error).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def first_line(error: BaseException, limit: int = 200) -> str:
+    """The first line of a third-party error's message (the rest is usually a trace)."""
+    return (str(error).strip().splitlines() or [type(error).__name__])[0][:limit]
+
+
+def is_disk_full(error: BaseException) -> bool:
+    """Whether a failed write ran out of space. torch, safetensors and tokenizers raise
+    their own exception types for it and say so only in the message."""
+    if isinstance(error, OSError) and error.errno is not None:
+        return error.errno in (errno.ENOSPC, errno.EDQUOT)
+    text = str(error)
+    return "os error 28" in text or "No space left" in text

@@ -9,6 +9,7 @@ counts are set deliberately, from RAGTUNE_*_THREADS or measured defaults.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 _configured = False
 
@@ -33,3 +34,13 @@ def configure_torch_threads() -> None:
 
     torch.set_num_threads(torch_threads())
     _configured = True
+
+
+def cache_dir(kind: str) -> Path:
+    """Where ragtune keeps what it builds once (ONNX exports, converted models):
+    ``$RAGTUNE_CACHE_DIR/KIND``, else ``$XDG_CACHE_HOME/ragtune/KIND``, else ~/.cache."""
+    base = os.environ.get("RAGTUNE_CACHE_DIR")
+    if base:
+        return Path(base).expanduser() / kind
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".cache") / "ragtune" / kind

@@ -17,7 +17,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from ragtune.errors import LLMError, ModelNotFoundError
+from ragtune.errors import LLMError, ModelNotFoundError, one_line
+from ragtune.llm.adapters import adapter_base, is_adapter_dir
 from ragtune.llm.base import ChatMessage
 from ragtune.runtime import configure_torch_threads
 
@@ -72,9 +73,13 @@ class TransformersLLM:
         context = options.get("context")
         if context is not None and not context.isdigit():
             raise ModelNotFoundError(f"{spec}: malformed option 'context={context}'")
+        model_dir, adapter = where.strip(), options.get("adapter")
+        if adapter is None and _is_adapter_only(Path(model_dir).expanduser()):
+            # hf:RUN/adapter alone: the base is the one the adapter records
+            model_dir, adapter = adapter_base(Path(model_dir).expanduser()), model_dir
         return cls(
-            where.strip(),
-            adapter_dir=options.get("adapter"),
+            model_dir,
+            adapter_dir=adapter,
             context_window=int(context) if context else None,
         )
 
@@ -104,7 +109,7 @@ class TransformersLLM:
             model: Any = AutoModelForCausalLM.from_pretrained(self.model_dir)
         except Exception as error:  # OSError, ValueError, safetensors and torch errors alike
             raise ModelNotFoundError(
-                f"cannot load the weights in {self.model_dir}: {_one_line(error)}"
+                f"cannot load the weights in {self.model_dir}: {one_line(error)}"
             ) from None
         if self.adapter_dir is not None:
             from peft import PeftModel
@@ -115,7 +120,7 @@ class TransformersLLM:
                     model = PeftModel.from_pretrained(model, str(self.adapter_dir))
             except Exception as error:
                 raise ModelNotFoundError(
-                    f"cannot load the adapter {self.adapter_dir}: {_one_line(error)}"
+                    f"cannot load the adapter {self.adapter_dir}: {one_line(error)}"
                 ) from None
         model.eval()
         return model
@@ -131,7 +136,7 @@ class TransformersLLM:
             )
         except Exception as error:  # a template that fails on these messages
             raise LLMError(
-                f"the chat template of {self.model_dir} failed: {_one_line(error)}"
+                f"the chat template of {self.model_dir} failed: {one_line(error)}"
             ) from None
         inputs = dict(encoded)
         prompt_tokens = int(inputs["input_ids"].shape[-1])
@@ -168,7 +173,7 @@ class TransformersLLM:
             with torch.inference_mode():
                 output = self._model.generate(**arguments)
         except Exception as error:
-            raise LLMError(f"generation failed: {_one_line(error)}") from None
+            raise LLMError(f"generation failed: {one_line(error)}") from None
         prompt_length = arguments["input_ids"].shape[-1]
         text = self._tokenizer.decode(output[0][prompt_length:], skip_special_tokens=True)
         return str(text).strip()
@@ -197,7 +202,7 @@ class TransformersLLM:
                 yield piece
         worker.join()
         if failure:
-            raise LLMError(f"generation failed: {_one_line(failure[0])}")
+            raise LLMError(f"generation failed: {one_line(failure[0])}")
 
 
 def _check_model_dir(path: Path) -> None:
@@ -209,6 +214,10 @@ def _check_model_dir(path: Path) -> None:
         raise ModelNotFoundError(
             f"{path} has no config.json; hf: expects a transformers model directory"
         )
+
+
+def _is_adapter_only(path: Path) -> bool:
+    return is_adapter_dir(path) and not (path / "config.json").is_file()
 
 
 def _check_adapter_dir(path: Path) -> None:
@@ -227,7 +236,7 @@ def _load_config(path: Path) -> Any:
         return AutoConfig.from_pretrained(path)
     except Exception as error:
         raise ModelNotFoundError(
-            f"cannot read {path / 'config.json'}: {_one_line(error)}"
+            f"cannot read {path / 'config.json'}: {one_line(error)}"
         ) from None
 
 
@@ -237,7 +246,7 @@ def _load_tokenizer(path: Path) -> Any:
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
     except Exception as error:
-        raise ModelNotFoundError(f"no usable tokenizer in {path}: {_one_line(error)}") from None
+        raise ModelNotFoundError(f"no usable tokenizer in {path}: {one_line(error)}") from None
     if not getattr(tokenizer, "chat_template", None):
         raise ModelNotFoundError(f"the tokenizer in {path} has no chat template")
     return tokenizer
@@ -255,9 +264,3 @@ def _as_list(value: Any) -> list[Any]:
     if value is None:
         return []
     return list(value) if isinstance(value, list | tuple) else [value]
-
-
-def _one_line(error: BaseException) -> str:
-    text = " ".join(str(error).split())
-    text = text or type(error).__name__
-    return text if len(text) <= 300 else text[:297] + "..."

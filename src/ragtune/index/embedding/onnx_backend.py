@@ -32,7 +32,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ragtune.errors import ModelNotFoundError
+from ragtune import runtime
+from ragtune.errors import ModelNotFoundError, first_line
 from ragtune.index.embedding.base import normalise
 from ragtune.runtime import configure_torch_threads
 
@@ -55,11 +56,7 @@ export_count = 0
 
 
 def cache_root() -> Path:
-    base = os.environ.get("RAGTUNE_CACHE_DIR")
-    if base:
-        return Path(base).expanduser() / "onnx"
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg) if xdg else Path.home() / ".cache") / "ragtune" / "onnx"
+    return runtime.cache_dir("onnx")
 
 
 @dataclass(frozen=True)
@@ -283,7 +280,7 @@ def _export(layout: SentenceModelLayout, target: Path) -> list[str]:
         ).eval()
     except (OSError, ValueError) as error:
         raise ModelNotFoundError(
-            f"cannot load {layout.transformer_dir} for export: {_first_line(error)}"
+            f"cannot load {layout.transformer_dir} for export: {first_line(error)}"
         ) from None
 
     tokenizer = _batch_tokenizer(layout)
@@ -318,7 +315,7 @@ def _export(layout: SentenceModelLayout, target: Path) -> list[str]:
             )
         except Exception as error:  # the exporter raises many types, all fatal here
             raise ModelNotFoundError(
-                f"cannot export {layout.root} to ONNX: {_first_line(error)}; use backend 'torch'"
+                f"cannot export {layout.root} to ONNX: {first_line(error)}; use backend 'torch'"
             ) from None
     export_count += 1
     # The graph must reproduce the model, or the whole index would drift silently.
@@ -326,7 +323,7 @@ def _export(layout: SentenceModelLayout, target: Path) -> list[str]:
         got = _session(target, threads=1).run(None, {n: samples[n] for n in names})[0]
     except Exception as error:  # onnxruntime raises its own exception types
         raise ModelNotFoundError(
-            f"the ONNX export of {layout.root} cannot be run: {_first_line(error)}"
+            f"the ONNX export of {layout.root} cannot be run: {first_line(error)}"
         ) from None
     mask = samples["attention_mask"].astype(bool)
     drift = float(np.abs(got - expected)[mask].max())
@@ -418,7 +415,7 @@ class OnnxEncoder:
                 self.session = _session(self.model_file, threads)
             except Exception as again:
                 raise ModelNotFoundError(
-                    f"cannot load the ONNX model {self.model_file}: {_first_line(again)}"
+                    f"cannot load the ONNX model {self.model_file}: {first_line(again)}"
                 ) from None
         self.inputs = [i.name for i in self.session.get_inputs()]
         self.tokenizer = _batch_tokenizer(layout)
@@ -439,11 +436,6 @@ class OnnxEncoder:
         for picked, pooled in rows:
             out[picked] = pooled
         return normalise(out)
-
-
-def _first_line(error: BaseException) -> str:
-    lines = str(error).strip().splitlines()
-    return lines[0] if lines else type(error).__name__
 
 
 def _pool(hidden: np.ndarray, mask: np.ndarray, mode: str) -> np.ndarray:

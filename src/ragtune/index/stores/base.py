@@ -95,6 +95,10 @@ class ChunkStore(Protocol):
         """Every chunk id, for integrity checks."""
         ...
 
+    def chunk_texts(self) -> list[tuple[str, int, str, str]]:
+        """(doc_id, chunk_index, url, text) of every chunk, for training on the index."""
+        ...
+
     def close(self) -> None: ...
 
 

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from ragtune.errors import InvalidIndexError
+from ragtune.errors import InvalidIndexError, first_line
 from ragtune.index.filters import COLUMN_KEYS, FilterValue, MetadataFilter, MetadataFilters
 from ragtune.index.stores.base import Row, SearchHit, StoredChunk, batches
 
@@ -236,6 +236,10 @@ class LanceStore:
     def chunk_ids(self) -> list[str]:
         return [row["id"] for row in self._select(None, ["id"])]
 
+    def chunk_texts(self) -> list[tuple[str, int, str, str]]:
+        rows = self._select(None, ["doc_id", "chunk_index", "url", "text"])
+        return [(r["doc_id"], r["chunk_index"], r["url"], r["text"]) for r in rows]
+
     def close(self) -> None:
         self._table = None
 
@@ -311,6 +315,5 @@ def _sql_string(value: str) -> str:
 
 
 def _first_line(error: BaseException) -> str:
-    line = (str(error).strip().splitlines() or [type(error).__name__])[0]
     # Lance appends the Rust source location of the error; it means nothing to a user.
-    return _RUST_LOCATION.sub("", line)[:200]
+    return _RUST_LOCATION.sub("", first_line(error, limit=10_000))[:200]

@@ -21,7 +21,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import numpy as np
 
-from ragtune.errors import InvalidIndexError, StoreConnectionError
+from ragtune.errors import InvalidIndexError, StoreConnectionError, first_line
 from ragtune.index.filters import COLUMN_KEYS, MetadataFilter, MetadataFilters
 from ragtune.index.stores.base import Row, SearchHit, StoredChunk, batches
 
@@ -96,7 +96,7 @@ class PostgresStore:
             connection = psycopg.connect(self.dsn, connect_timeout=CONNECT_TIMEOUT_S)
         except (psycopg.Error, ValueError) as error:
             raise StoreConnectionError(
-                f"cannot connect to {self.location}: {_first_line(error)}"
+                f"cannot connect to {self.location}: {first_line(error)}"
             ) from None
         try:
             with connection.transaction():
@@ -105,7 +105,7 @@ class PostgresStore:
         except psycopg.Error as error:
             connection.close()
             raise StoreConnectionError(
-                f"{self.location}: the pgvector extension is not available ({_first_line(error)})"
+                f"{self.location}: the pgvector extension is not available ({first_line(error)})"
             ) from None
         return connection
 
@@ -118,10 +118,10 @@ class PostgresStore:
             yield connection
         except psycopg.OperationalError as error:
             connection.close()
-            raise StoreConnectionError(f"{self.location}: {_first_line(error)}") from None
+            raise StoreConnectionError(f"{self.location}: {first_line(error)}") from None
         except psycopg.Error as error:
             raise InvalidIndexError(
-                f"{self.location} table {self.table}: {_first_line(error)}"
+                f"{self.location} table {self.table}: {first_line(error)}"
             ) from None
 
     def ensure_table(self) -> None:
@@ -267,6 +267,11 @@ class PostgresStore:
         with self._errors_reported() as db, db.transaction():
             return [row[0] for row in db.execute(f"SELECT id FROM {self.table}").fetchall()]
 
+    def chunk_texts(self) -> list[tuple[str, int, str, str]]:
+        with self._errors_reported() as db, db.transaction():
+            rows = db.execute(f"SELECT doc_id, chunk_index, url, text FROM {self.table}").fetchall()
+        return [(doc_id, index, url, text) for doc_id, index, url, text in rows]
+
     def drop(self) -> None:
         """Remove the table and everything in it."""
         with self._errors_reported() as db, db.transaction():
@@ -338,7 +343,3 @@ def _no_nul(text: str) -> str:
 def _json(metadata: dict[str, Any]) -> str:
     # jsonb rejects the \u0000 escape as well as a raw NUL.
     return json.dumps(metadata, ensure_ascii=False, default=str).replace("\\u0000", "")
-
-
-def _first_line(error: BaseException) -> str:
-    return (str(error).strip().splitlines() or [type(error).__name__])[0][:200]

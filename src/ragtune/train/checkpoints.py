@@ -1,0 +1,203 @@
+"""Checkpoints that survive a crash or a full disk.
+
+Each checkpoint is written into a temporary directory and renamed into place; only then
+does ``latest`` (a one-line file, replaced atomically) point at it. A save that fails
+halfway leaves the previous checkpoint as the latest and removes its own debris.
+
+    OUTPUT/checkpoints/step-00000100/trainable.safetensors   trainable weights only
+                                    /optimizer.pt, scheduler.pt
+                                    /state.json              step, loss history, config
+    OUTPUT/checkpoints/latest                                "step-00000100"
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ragtune.errors import TrainingError, first_line, is_disk_full
+
+if TYPE_CHECKING:  # torch is imported where used: a bad dataset fails before it loads
+    import torch
+
+LATEST = "latest"
+
+
+@dataclass
+class Checkpoint:
+    path: Path
+    state: dict[str, Any]
+
+    @property
+    def step(self) -> int:
+        return int(self.state["step"])
+
+
+def checkpoint_dir(output: Path) -> Path:
+    return output / "checkpoints"
+
+
+def step_name(step: int) -> str:
+    return f"step-{step:08d}"
+
+
+def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The parameters being trained (LoRA's, or all of them), detached and contiguous."""
+    return {
+        name: param.detach().contiguous()
+        for name, param in model.named_parameters()
+        if param.requires_grad
+    }
+
+
+def save_checkpoint(
+    output: Path,
+    step: int,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    state: dict[str, Any],
+    keep: int,
+) -> Path:
+    import torch
+    from safetensors.torch import save_file
+
+    root = checkpoint_dir(output)
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / step_name(step)
+    staging = root / f".{step_name(step)}.tmp-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        staging.mkdir()
+        save_file(trainable_state(model), str(staging / "trainable.safetensors"))
+        torch.save(optimizer.state_dict(), staging / "optimizer.pt")
+        torch.save(scheduler.state_dict(), staging / "scheduler.pt")
+        torch.save(torch.get_rng_state(), staging / "rng.pt")
+        _write_json(staging / "state.json", {**state, "step": step})
+        _fsync_tree(staging)
+        shutil.rmtree(final, ignore_errors=True)  # a rerun of the same step after a resume
+        os.rename(staging, final)
+        _replace_text(root / LATEST, final.name)
+    except Exception as error:  # torch and safetensors report a full disk in their own types
+        shutil.rmtree(staging, ignore_errors=True)
+        raise TrainingError(_save_failure(error, root, final, latest_name(output))) from None
+    _prune(root, keep)
+    return final
+
+
+def _save_failure(error: Exception, root: Path, target: Path, latest: str | None) -> str:
+    reason = write_failure(error, root)
+    kept = f"the latest checkpoint is still {latest}" if latest else "no checkpoint was kept"
+    return f"cannot save checkpoint {target}: {reason}; {kept}"
+
+
+# Less free space than this after a failed write: the disk is what failed.
+NEARLY_FULL_BYTES = 16 * 2**20
+
+
+def write_failure(error: BaseException, where: Path) -> str:
+    """A short reason for a failed write: "disk full" whichever library reported it."""
+    if is_disk_full(error):
+        return "disk full"
+    try:
+        if shutil.disk_usage(where).free < NEARLY_FULL_BYTES:
+            return "disk full"
+    except OSError:
+        pass
+    return first_line(error)
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    with open(path, "w", encoding="utf-8") as handle:
+        json.dump(data, handle)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def _replace_text(path: Path, text: str) -> None:
+    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(temporary, "w", encoding="utf-8") as handle:
+            handle.write(text + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+    _fsync_dir(path.parent)
+
+
+def _fsync_tree(directory: Path) -> None:
+    for item in directory.iterdir():
+        with open(item, "rb") as handle:
+            os.fsync(handle.fileno())
+    _fsync_dir(directory)
+
+
+def _fsync_dir(directory: Path) -> None:
+    descriptor = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def _prune(root: Path, keep: int) -> None:
+    """Old checkpoints beyond ``keep`` and debris of interrupted saves go."""
+    latest = (root / LATEST).read_text().strip() if (root / LATEST).exists() else None
+    steps = sorted(p for p in root.glob("step-*") if p.is_dir())
+    for old in steps[:-keep]:
+        if old.name != latest:
+            shutil.rmtree(old, ignore_errors=True)
+    for debris in root.glob(".step-*.tmp-*"):
+        shutil.rmtree(debris, ignore_errors=True)
+
+
+def latest_name(output: Path) -> str | None:
+    pointer = checkpoint_dir(output) / LATEST
+    try:
+        name = pointer.read_text(encoding="utf-8").strip()
+    except (FileNotFoundError, UnicodeDecodeError):
+        return None
+    return name if (checkpoint_dir(output) / name / "state.json").is_file() else None
+
+
+def load_latest(output: Path) -> Checkpoint | None:
+    name = latest_name(output)
+    if name is None:
+        return None
+    path = checkpoint_dir(output) / name
+    try:
+        state = json.loads((path / "state.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise TrainingError(f"checkpoint {path} is damaged ({error})") from None
+    return Checkpoint(path, state)
+
+
+def restore(
+    checkpoint: Checkpoint,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+) -> None:
+    import torch
+    from safetensors.torch import load_file
+
+    try:
+        weights = load_file(str(checkpoint.path / "trainable.safetensors"))
+        expected = set(trainable_state(model))
+        if set(weights) != expected:
+            raise TrainingError(
+                f"checkpoint {checkpoint.path} was made for a different model or method"
+            )
+        model.load_state_dict(weights, strict=False)
+        optimizer.load_state_dict(torch.load(checkpoint.path / "optimizer.pt", weights_only=True))
+        scheduler.load_state_dict(torch.load(checkpoint.path / "scheduler.pt", weights_only=False))
+        torch.set_rng_state(torch.load(checkpoint.path / "rng.pt", weights_only=True))
+    except (OSError, RuntimeError, ValueError) as error:
+        text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise TrainingError(f"cannot resume from {checkpoint.path}: {text}") from None

@@ -1,0 +1,65 @@
+"""The loss-curve PNG and the closing summary of a training run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ragtune.train.loop import RunResult
+
+
+def plot_losses(history: list[dict[str, Any]], path: Path) -> None:
+    """Training loss per step (with a running mean) and evaluation loss where measured."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: no display here, and no GUI toolkit import
+    import matplotlib.pyplot as plt
+
+    train = [(h["step"], h["loss"]) for h in history if "loss" in h]
+    evals = [(h["step"], h["eval_loss"]) for h in history if "eval_loss" in h]
+    figure, axes = plt.subplots(figsize=(7, 4), dpi=100)
+    if train:
+        steps, losses = zip(*train, strict=True)
+        axes.plot(steps, losses, color="#9ab", linewidth=1, label="train loss")
+        window = max(1, len(losses) // 20)
+        smooth = [
+            sum(losses[max(0, i - window + 1) : i + 1])
+            / len(losses[max(0, i - window + 1) : i + 1])
+            for i in range(len(losses))
+        ]
+        axes.plot(steps, smooth, color="#1f5f9f", linewidth=2, label=f"mean of {window}")
+    if evals:
+        steps, losses = zip(*evals, strict=True)
+        axes.plot(steps, losses, "o-", color="#d95f02", label="eval loss")
+    axes.set_xlabel("step")
+    axes.set_ylabel("loss")
+    axes.grid(alpha=0.3)
+    axes.legend()
+    figure.tight_layout()
+    temporary = path.with_name(f".{path.name}.tmp")
+    figure.savefig(temporary, format="png")
+    plt.close(figure)
+    temporary.replace(path)
+
+
+def summary_lines(result: RunResult, saved: Path, output: Path) -> list[str]:
+    minutes, seconds = divmod(result.seconds, 60)
+    lines = [
+        f"steps        {result.steps}"
+        + (f" (resumed from {result.resumed_from})" if result.resumed_from else ""),
+        f"time         {int(minutes)} min {seconds:.1f} s",
+        f"tokens/s     {result.tokens_per_second:,.0f} ({result.tokens:,} tokens)",
+        f"peak memory  {result.peak_rss_mb:,.0f} MB RSS"
+        + (f", {result.peak_gpu_mb:,.0f} MB GPU" if result.peak_gpu_mb is not None else ""),
+    ]
+    if result.final_loss is not None:
+        lines.append(f"train loss   {result.final_loss:.4f} (last step)")
+    if result.eval_loss_end is not None:
+        start = result.eval_loss_start
+        before = f"{start:.4f} -> " if start is not None else ""
+        lines.append(f"eval loss    {before}{result.eval_loss_end:.4f}")
+    for key, value in result.extra.items():
+        lines.append(f"{key:<12} {value:.4f}")
+    lines.append(f"saved        {saved}")
+    lines.append(f"loss curve   {output / 'loss.png'}")
+    return lines

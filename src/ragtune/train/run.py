@@ -1,0 +1,317 @@
+"""One fine-tuning or alignment run, from settings to a saved adapter or model.
+
+    base model -> tokenizer -> records -> examples -> train/eval split
+      -> model (+ LoRA) -> Trainer.run (checkpoints, metrics) -> OUTPUT/adapter or OUTPUT/model
+
+Every process of a data-parallel run executes this; only the main process writes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import random
+import shutil
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ragtune.errors import DatasetError, TrainingError
+from ragtune.train import checkpoints
+from ragtune.train.config import TrainConfig, config_as_dict
+from ragtune.train.encode import EncodeReport
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunOutcome:
+    saved: Path  # OUTPUT/adapter (LoRA) or OUTPUT/model (full)
+    base: Path
+    result: Any  # loop.RunResult
+    encoding: EncodeReport
+    train_examples: int
+    eval_examples: int
+
+
+def final_dir(config: TrainConfig) -> Path:
+    return Path(config.output) / ("adapter" if config.method == "lora" else "model")
+
+
+def check_output(
+    config: TrainConfig, resume: bool, overwrite: bool
+) -> checkpoints.Checkpoint | None:
+    """Never start over a previous run's work by accident; find what to resume."""
+    output = Path(config.output)
+    if output.exists() and not output.is_dir():
+        raise TrainingError(f"output {output} is a file, not a directory")
+    latest = checkpoints.load_latest(output)
+    if resume:
+        if latest is None:
+            raise TrainingError(f"nothing to resume: {output} has no checkpoint")
+        return latest
+    previous = latest is not None or final_dir(config).exists()
+    if previous and not overwrite:
+        raise TrainingError(
+            f"{output} already holds a training run; use --resume to continue it, "
+            "--overwrite to start over, or another --output"
+        )
+    if previous:
+        shutil.rmtree(checkpoints.checkpoint_dir(output), ignore_errors=True)
+        shutil.rmtree(final_dir(config), ignore_errors=True)
+    return None
+
+
+def split_eval(items: Sequence[Any], fraction: float, seed: int) -> tuple[list[Any], list[Any]]:
+    """A seeded held-out share; none for datasets too small to spare it."""
+    count = int(len(items) * fraction)
+    if fraction > 0 and len(items) >= 20:
+        count = max(1, count)
+    if count == 0:
+        return list(items), []
+    order = list(range(len(items)))
+    random.Random(seed).shuffle(order)
+    held = set(order[:count])
+    train = [item for i, item in enumerate(items) if i not in held]
+    return train, [items[i] for i in sorted(held)]
+
+
+def index_records(index_dir: Path) -> list[Any]:
+    """The chunks of a ragtune index, in document order, as plain-text records."""
+    from ragtune.index.vector_index import VectorStoreIndex
+    from ragtune.train.records import TextRecord
+
+    index = VectorStoreIndex.load(index_dir)
+    try:
+        rows = sorted(index.store.chunk_texts())
+    finally:
+        index.close()
+    records = [
+        TextRecord(text, f"{url}#chunk{number}") for _doc, number, url, text in rows if text.strip()
+    ]
+    if not records:
+        raise DatasetError(f"{index_dir}: the index holds no documents to train on")
+    return records
+
+
+def load_records(config: TrainConfig, objective_name: str) -> list[Any]:
+    """Parse the data first: a bad line fails in a second, before any model loads."""
+    from ragtune.train.records import load_preference_pairs, load_sft_records
+
+    if objective_name == "dpo":
+        if config.data is None:
+            raise DatasetError("no preference data: give --data FILE")
+        return list(load_preference_pairs(Path(config.data)))
+    if config.data is None and config.from_index is None:
+        raise DatasetError("no training data: give --data FILE or --from-index DIR")
+    records: list[Any] = []
+    if config.data is not None:
+        records += load_sft_records(Path(config.data), config.format)[1]
+    if config.from_index is not None:
+        records += index_records(Path(config.from_index))
+    return records
+
+
+def encode(
+    config: TrainConfig, objective_name: str, tokenizer: Any, records: list[Any]
+) -> tuple[list[Any], EncodeReport]:
+    from ragtune.train.encode import encode_pairs, encode_records, pack
+
+    source = config.data or config.from_index
+    if objective_name == "dpo":
+        pairs, report = encode_pairs(tokenizer, records, config.max_length, config.overlong)
+        if not pairs:
+            raise DatasetError(f"{source}: no pair left to train on (all longer than max_length?)")
+        return pairs, report
+    examples, report = encode_records(
+        tokenizer, records, config.max_length, config.mask_prompt, config.overlong
+    )
+    examples = [example for example in examples if example.trained_tokens > 1]
+    if not examples:
+        raise DatasetError(f"{source}: no record left to train on (all longer than max_length?)")
+    if config.packing:
+        examples = pack(examples, config.max_length)
+    return examples, report
+
+
+def make_accelerator(dtype: Any) -> Any:
+    import torch
+    from accelerate import Accelerator
+
+    from ragtune.runtime import configure_torch_threads
+
+    on_gpu = torch.cuda.is_available()
+    if not on_gpu:
+        configure_torch_threads()
+    precision = {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(dtype, "no")
+    return Accelerator(cpu=not on_gpu, mixed_precision=precision if on_gpu else "no")
+
+
+def make_scheduler(config: TrainConfig, optimizer: Any, total_steps: int) -> Any:
+    from transformers import get_scheduler
+
+    name = "constant_with_warmup" if config.schedule == "constant" else config.schedule
+    warmup = math.ceil(config.warmup_ratio * total_steps)
+    return get_scheduler(name, optimizer, num_warmup_steps=warmup, num_training_steps=total_steps)
+
+
+def train(
+    config: TrainConfig,
+    objective_name: str,
+    resume: bool = False,
+    overwrite: bool = False,
+    on_step: Callable[[dict[str, Any]], None] | None = None,
+) -> RunOutcome:
+    """Run SFT (``objective_name="sft"``) or DPO (``"dpo"``) as configured."""
+    config.validate()
+    checkpoint = check_output(config, resume, overwrite)
+    records = load_records(config, objective_name)  # before the heavy imports: fails fast
+
+    import torch
+    from accelerate.utils import set_seed
+    from transformers import AutoTokenizer
+    from transformers.utils import logging as transformers_logging
+
+    from ragtune.train.base_model import resolve_base_model
+    from ragtune.train.encode import prepare_tokenizer
+    from ragtune.train.loop import Trainer, check_resumable, write_metrics
+    from ragtune.train.model import SelectiveLoss, load_model, pick_dtype
+
+    if checkpoint is not None:
+        check_resumable(config, checkpoint)
+    base = resolve_base_model(config.base)
+    transformers_logging.disable_progress_bar()  # ours is the one progress bar
+    tokenizer = prepare_tokenizer(AutoTokenizer.from_pretrained(base))
+    examples, report = encode(config, objective_name, tokenizer, records)
+    train_items, eval_items = split_eval(examples, config.eval_fraction, config.seed)
+
+    dtype = pick_dtype(config)
+    accelerator = make_accelerator(dtype)
+    set_seed(config.seed)
+    model = load_model(base, config, dtype)
+    network = SelectiveLoss(model)
+    objective = _objective(objective_name, config, model, network, base, dtype)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=config.weight_decay)
+    network, optimizer = accelerator.prepare(network, optimizer)
+
+    output = Path(config.output)
+    if accelerator.is_main_process:
+        output.mkdir(parents=True, exist_ok=True)
+        _write_run_config(output, config, base)
+    trainer = Trainer(
+        config,
+        objective,
+        model,
+        network,
+        train_items,
+        eval_items,
+        tokenizer.pad_token_id,
+        output,
+        accelerator,
+        on_step,
+    )
+    scheduler = make_scheduler(config, optimizer, trainer.total_steps)
+    try:
+        result = trainer.run(optimizer, scheduler, checkpoint)
+    finally:
+        accelerator.wait_for_everyone()
+    if objective_name == "dpo" and result.history:
+        last = result.history[-1]
+        result.extra = {key: last[key] for key in ("margin", "accuracy") if key in last}
+    saved = final_dir(config)
+    if accelerator.is_main_process:
+        save_final(model, tokenizer, base, saved)
+        write_metrics(output, result.history)
+        _write_summary(output, result, saved, report, len(train_items), len(eval_items))
+    accelerator.wait_for_everyone()
+    return RunOutcome(saved, base, result, report, len(train_items), len(eval_items))
+
+
+def _objective(
+    name: str, config: TrainConfig, model: Any, network: Any, base: Path, dtype: Any
+) -> Any:
+    from ragtune.train.sft import SupervisedObjective
+
+    if name == "sft":
+        return SupervisedObjective()
+    from ragtune.train.dpo import PreferenceObjective
+    from ragtune.train.model import SelectiveLoss
+
+    if config.method == "lora":
+        # the frozen base is the reference: the same network with the adapter off
+        return PreferenceObjective(network, config.dpo_beta, adapter_model=model)
+    from transformers import AutoModelForCausalLM
+
+    reference = AutoModelForCausalLM.from_pretrained(base, dtype=dtype).eval()
+    reference.requires_grad_(False)
+    return PreferenceObjective(SelectiveLoss(reference), config.dpo_beta)
+
+
+def save_final(model: Any, tokenizer: Any, base: Path, target: Path) -> None:
+    """The adapter (LoRA) or whole model (full), written aside and renamed into place."""
+    staging = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        model.save_pretrained(staging, safe_serialization=True)
+        tokenizer.save_pretrained(staging)
+        source = base / "ragtune_source.json"
+        if source.exists():
+            shutil.copy2(source, staging / source.name)
+        adapter_config = staging / "adapter_config.json"
+        if adapter_config.exists():  # point the adapter at the base it was trained on
+            settings = json.loads(adapter_config.read_text())
+            settings["base_model_name_or_path"] = str(base.resolve())
+            adapter_config.write_text(json.dumps(settings, indent=2))
+        shutil.rmtree(target, ignore_errors=True)
+        os.rename(staging, target)
+    except Exception as error:  # tokenizers reports a full disk as a bare Exception
+        shutil.rmtree(staging, ignore_errors=True)
+        reason = checkpoints.write_failure(error, target.parent)
+        raise TrainingError(
+            f"cannot save the trained model to {target}: {reason}; "
+            "the checkpoints are kept, free space and run again with --resume"
+        ) from None
+
+
+def _write_run_config(output: Path, config: TrainConfig, base: Path) -> None:
+    import yaml
+
+    settings = config_as_dict(config)
+    settings["resolved_base"] = str(base)
+    _write_text(output / "config.yaml", yaml.safe_dump(settings, sort_keys=False))
+
+
+def _write_summary(
+    output: Path, result: Any, saved: Path, report: EncodeReport, train_n: int, eval_n: int
+) -> None:
+    summary = {
+        "saved": str(saved),
+        "steps": result.steps,
+        "seconds": round(result.seconds, 2),
+        "tokens": result.tokens,
+        "tokens_per_second": round(result.tokens_per_second, 1),
+        "peak_rss_mb": round(result.peak_rss_mb, 1),
+        "peak_gpu_mb": result.peak_gpu_mb,
+        "final_loss": result.final_loss,
+        "eval_loss_start": result.eval_loss_start,
+        "eval_loss_end": result.eval_loss_end,
+        "train_examples": train_n,
+        "eval_examples": eval_n,
+        "records": report.records,
+        "truncated": report.truncated,
+        "skipped": report.skipped,
+        **result.extra,
+    }
+    _write_text(output / "summary.json", json.dumps(summary, indent=2))
+
+
+def _write_text(path: Path, text: str) -> None:
+    try:
+        path.write_text(text, encoding="utf-8")
+    except OSError as error:
+        reason = checkpoints.write_failure(error, path.parent)
+        raise TrainingError(f"cannot write {path}: {reason}") from None
