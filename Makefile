@@ -55,6 +55,8 @@ bench: setup postgres $(BENCH_VENV)/.installed
 	$(PY) bench/store_latency.py
 	$(PY) bench/generation.py
 	$(PY) bench/answers_xquad.py
+	$(PY) bench/finetune_lora.py
+	$(PY) bench/knowledge_injection.py
 
 lint: setup
 	$(VENV)/bin/ruff check src tests bench examples

@@ -229,15 +229,17 @@ def test_full_fine_tuning_saves_a_model_the_transformers_backend_loads(tiny: Pat
     assert isinstance(answer, str)
 
 
-def test_dpo_margin_rises_on_its_training_pairs(tiny: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("method", ["lora", "full"])
+def test_dpo_margin_rises_on_its_training_pairs(method: str, tiny: Path, tmp_path: Path) -> None:
     pairs = [
         {"prompt": q, "chosen": a, "rejected": "I do not know, sorry."} for q, a in FACTS
     ] * 2
     data = write_jsonl(tmp_path / "pairs.jsonl", pairs)
-    values = settings(tiny, data, tmp_path / "dpo", max_steps=10, learning_rate=2e-3, save_every=100)
+    rate = 2e-3 if method == "lora" else 5e-4
+    values = settings(tiny, data, tmp_path / "dpo", max_steps=10, learning_rate=rate, save_every=100, method=method)
     outcome = train(build_config(None, values), "dpo")
     margins = [h["margin"] for h in outcome.result.history if "margin" in h]
-    assert margins[0] == pytest.approx(0.0, abs=1e-5)  # LoRA starts as the identity: policy == reference
+    assert margins[0] == pytest.approx(0.0, abs=1e-5)  # the first step's policy is the reference
     assert margins[-1] > 0.5
     assert sum(margins[-3:]) / 3 > sum(margins[:3]) / 3
     assert outcome.result.history[-1]["accuracy"] == 1.0
@@ -405,3 +407,30 @@ def test_python_api_trains_and_the_adapter_answers_over_an_index(tiny: Path, tmp
     assert response.source_nodes and isinstance(response.response, str)
     with pytest.raises(TrainingError, match="unknown setting 'learnig_rate'"):
         finetune(dataset(tmp_path, "messages"), output=tmp_path / "x", learnig_rate=0.1)
+
+
+@pytest.mark.parametrize("frozen", [True, False])
+def test_label_logprobs_and_gradients_equal_the_full_logits_computation(frozen: bool) -> None:
+    """The chunked output head (fused for a frozen head) changes memory, not the math."""
+    import torch
+
+    from ragtune.train import model as training_model
+
+    torch.manual_seed(0)
+    head = torch.nn.Linear(32, 500, bias=False)
+    head.weight.requires_grad_(not frozen)
+    rows = training_model.HEAD_CHUNK * 2 + 7  # several chunks and a ragged last one
+    hidden = torch.randn(rows, 32, requires_grad=True)
+    targets = torch.randint(0, 500, (rows,))
+    weights = torch.randn(rows)
+
+    got = training_model._label_logprobs(head, hidden, targets)
+    (got * weights).sum().backward()
+    got_grad = hidden.grad.clone()  # type: ignore[union-attr]
+    hidden.grad = None
+    expected = torch.log_softmax(head(hidden), dim=-1).gather(1, targets[:, None]).squeeze(1)
+    (expected * weights).sum().backward()
+    assert torch.allclose(got, expected, atol=1e-5)
+    assert torch.allclose(got_grad, hidden.grad, atol=1e-5)  # type: ignore[arg-type]
+    with torch.no_grad():
+        assert torch.allclose(training_model._label_logprobs(head, hidden, targets), expected, atol=1e-5)

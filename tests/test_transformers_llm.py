@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 from tests.conftest import assert_one_line_error, run_cli
 from tests.test_llm_backends import DOCS, QUESTION
+from tests.tiny_models import make_tiny_llama, smollm2_tokenizer
 
 from ragtune import VectorStoreIndex
-from ragtune.assets import DEFAULT_LLM
 from ragtune.errors import ModelNotFoundError
 from ragtune.llm import LLM, ChatMessage, load_llm
 from ragtune.llm.transformers_backend import TransformersLLM
@@ -33,30 +33,8 @@ MESSAGES: list[ChatMessage] = [{"role": "user", "content": "Where is the lightho
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A random two-layer Llama with SmolLM2's tokenizer and chat template, saved to disk."""
-    import torch
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-
-    gguf = DEFAULT_LLM.require()
-    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    assert tokenizer.chat_template and "<|im_start|>" in tokenizer.chat_template
-    config = LlamaConfig(
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        vocab_size=len(tokenizer),
-        max_position_embeddings=2048,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        tie_word_embeddings=True,
-        initializer_range=0.2,  # at 0.02 the logits are flat and greedy decoding says "\n" only
-    )
-    torch.manual_seed(0)
-    model = LlamaForCausalLM(config)
-    where = tmp_path_factory.mktemp("tiny-llama")
-    model.save_pretrained(where)
-    tokenizer.save_pretrained(where)
+    where = make_tiny_llama(tmp_path_factory.mktemp("tiny-llama"))
+    assert "<|im_start|>" in (smollm2_tokenizer().chat_template or "")
     return where
 
 

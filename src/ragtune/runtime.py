@@ -18,6 +18,18 @@ def torch_threads() -> int:
     return int(os.environ.get("RAGTUNE_TORCH_THREADS", "1"))
 
 
+def training_threads(processes: int = 1) -> int:
+    """Threads per training process: the CPUs shared out, unless RAGTUNE_TORCH_THREADS says.
+
+    Training multiplies large matrices (batch x sequence rows), where more threads pay:
+    LoRA on SmolLM2 ran 1.5x faster with 2 threads than 1 on a quiet 2-vCPU machine
+    (bench/finetune_lora.py), unlike the small matmuls of embedding one text at a time.
+    """
+    if "RAGTUNE_TORCH_THREADS" in os.environ:
+        return torch_threads()
+    return max(1, len(os.sched_getaffinity(0)) // max(1, processes))
+
+
 def llm_threads() -> int:
     # Measured on a 2-vCPU machine with SmolLM2-135M: 2 threads gave 317 prompt
     # tokens/s and 87 generated tokens/s against 159 and 52 with 1, as long as

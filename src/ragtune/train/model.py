@@ -134,28 +134,75 @@ class SelectiveLoss(nn.Module):
         return per_sequence, counts
 
 
-# Rows of output-head logits computed at once. Each chunk's logits are recomputed in the
-# backward pass instead of kept, so memory holds one chunk (1024 x 49k fp32 = 200 MB for
-# SmolLM2) however many tokens carry a label.
-HEAD_CHUNK = 1024
+# Rows of output-head logits computed at once: 256 x 49k fp32 = 50 MB for SmolLM2.
+HEAD_CHUNK = 256
 
 
 def _label_logprobs(head: nn.Module, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    if hidden.shape[0] <= HEAD_CHUNK:
-        return _chunk_logprobs(head, hidden, targets)
-    parts = [
-        checkpoint(
-            _chunk_logprobs,
-            head,
-            hidden[start : start + HEAD_CHUNK],
-            targets[start : start + HEAD_CHUNK],
-            use_reentrant=False,
-        )
-        for start in range(0, hidden.shape[0], HEAD_CHUNK)
-    ]
-    return torch.cat(parts)
+    """log p(target) at each row, holding one chunk of logits at a time.
+
+    A frozen head (LoRA, QLoRA) needs no weight gradient, so the gradient with respect to
+    the hidden state is computed in the forward pass, chunk by chunk, and the logits are
+    dropped (the fused linear cross-entropy of Liger and Cut Cross-Entropy). A trained head
+    (full fine-tuning) recomputes each chunk's logits in the backward pass instead.
+    """
+    weight = getattr(head, "weight", None)
+    frozen = (
+        isinstance(weight, torch.Tensor)
+        and not weight.requires_grad
+        and getattr(head, "bias", None) is None
+    )
+    if frozen and hidden.requires_grad:
+        return FrozenHeadLogprobs.apply(hidden, weight, targets)
+    starts = range(0, hidden.shape[0], HEAD_CHUNK)
+    if torch.is_grad_enabled() and hidden.requires_grad:
+        parts = [
+            checkpoint(
+                _chunk_logprobs,
+                head,
+                hidden[start : start + HEAD_CHUNK],
+                targets[start : start + HEAD_CHUNK],
+                use_reentrant=False,
+            )
+            for start in starts
+        ]
+    else:  # no backward pass (evaluation, DPO's reference): nothing to keep
+        parts = [
+            _chunk_logprobs(
+                head, hidden[start : start + HEAD_CHUNK], targets[start : start + HEAD_CHUNK]
+            )
+            for start in starts
+        ]
+    return torch.cat(parts) if parts else hidden.new_zeros(0, dtype=torch.float32)
 
 
 def _chunk_logprobs(head: nn.Module, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     logits = head(hidden).float()
     return -nn.functional.cross_entropy(logits, targets, reduction="none")
+
+
+class FrozenHeadLogprobs(torch.autograd.Function):
+    """log softmax(hidden @ W.T)[target] with W frozen; d/d hidden = W[target] - p @ W."""
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: Any, hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor
+    ) -> torch.Tensor:
+        logprobs = torch.empty(hidden.shape[0], dtype=torch.float32, device=hidden.device)
+        gradient = torch.empty_like(hidden)
+        for start in range(0, hidden.shape[0], HEAD_CHUNK):
+            rows = slice(start, start + HEAD_CHUNK)
+            chosen = targets[rows]
+            logits = (hidden[rows] @ weight.t()).float()
+            logprobs[rows] = logits.gather(1, chosen[:, None]).squeeze(1) - torch.logsumexp(
+                logits, dim=-1
+            )
+            probabilities = torch.softmax(logits, dim=-1).to(weight.dtype)
+            gradient[rows] = (weight[chosen] - probabilities @ weight).to(hidden.dtype)
+        ctx.save_for_backward(gradient)
+        return logprobs
+
+    @staticmethod
+    def backward(ctx: Any, grad_output: torch.Tensor) -> tuple[torch.Tensor, None, None]:  # type: ignore[override]
+        (gradient,) = ctx.saved_tensors
+        return (grad_output[:, None] * gradient).to(gradient.dtype), None, None

@@ -86,7 +86,9 @@ def index_records(index_dir: Path) -> list[Any]:
 
     index = VectorStoreIndex.load(index_dir)
     try:
-        rows = sorted(index.store.chunk_texts())
+        # By URL, not document id (a hash of the URL): the same documents served from
+        # another host or port then train in the same order.
+        rows = sorted(index.store.chunk_texts(), key=lambda row: (row[2], row[1], row[0]))
     finally:
         index.close()
     records = [
@@ -141,13 +143,14 @@ def make_accelerator(dtype: Any) -> Any:
     import torch
     from accelerate import Accelerator
 
-    from ragtune.runtime import configure_torch_threads
+    from ragtune.runtime import training_threads
 
     on_gpu = torch.cuda.is_available()
-    if not on_gpu:
-        configure_torch_threads()
     precision = {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(dtype, "no")
-    return Accelerator(cpu=not on_gpu, mixed_precision=precision if on_gpu else "no")
+    accelerator = Accelerator(cpu=not on_gpu, mixed_precision=precision if on_gpu else "no")
+    if not on_gpu:
+        torch.set_num_threads(training_threads(accelerator.num_processes))
+    return accelerator
 
 
 def make_scheduler(config: TrainConfig, optimizer: Any, total_steps: int) -> Any:
