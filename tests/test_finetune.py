@@ -62,13 +62,21 @@ def dataset(tmp_path: Path, kind: str, copies: int = 3) -> Path:
     facts = FACTS * copies
     if kind == "alpaca":
         path = tmp_path / "alpaca.json"
-        path.write_text(json.dumps([{"instruction": q, "input": "", "output": a} for q, a in facts]))
+        path.write_text(
+            json.dumps([{"instruction": q, "input": "", "output": a} for q, a in facts])
+        )
         return path
     if kind == "sharegpt":
-        rows = [{"conversations": [{"from": "human", "value": q}, {"from": "gpt", "value": a}]} for q, a in facts]
+        rows = [
+            {"conversations": [{"from": "human", "value": q}, {"from": "gpt", "value": a}]}
+            for q, a in facts
+        ]
         return write_jsonl(tmp_path / "sharegpt.jsonl", rows)
     if kind == "messages":
-        rows = [{"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}]} for q, a in facts]
+        rows = [
+            {"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}]}
+            for q, a in facts
+        ]
         return write_jsonl(tmp_path / "messages.jsonl", rows)
     path = tmp_path / "notes.txt"
     path.write_text("\n\n".join(a for _, a in facts), encoding="utf-8")
@@ -100,11 +108,18 @@ def trained_text(tokenizer: object, ids: list[int], labels: list[int]) -> str:
 
 
 def test_prompt_tokens_carry_no_loss(tokenizer: object) -> None:
-    messages = (Message("system", "Be brief."), Message("user", "Who keeps it?"), Message("assistant", "Mara Quill."))
+    messages = (
+        Message("system", "Be brief."),
+        Message("user", "Who keeps it?"),
+        Message("assistant", "Mara Quill."),
+    )
     example = encode_chat(tokenizer, messages)
     assert len(example.input_ids) == len(example.labels)
     # Only the reply and its end-of-turn marker are trained.
-    assert trained_text(tokenizer, example.input_ids, example.labels).strip() == "Mara Quill.<|im_end|>"
+    assert (
+        trained_text(tokenizer, example.input_ids, example.labels).strip()
+        == "Mara Quill.<|im_end|>"
+    )
     full = tokenizer.decode(example.input_ids)  # type: ignore[attr-defined]
     assert "Be brief." in full and "Who keeps it?" in full
     prompt_positions = [i for i, label in enumerate(example.labels) if label == IGNORE]
@@ -113,8 +128,10 @@ def test_prompt_tokens_carry_no_loss(tokenizer: object) -> None:
 
 def test_every_user_turn_of_a_conversation_is_masked(tokenizer: object) -> None:
     messages = (
-        Message("user", "First question?"), Message("assistant", "First answer."),
-        Message("user", "Second question?"), Message("assistant", "Second answer."),
+        Message("user", "First question?"),
+        Message("assistant", "First answer."),
+        Message("user", "Second question?"),
+        Message("assistant", "Second answer."),
     )
     example = encode_chat(tokenizer, messages)
     trained = trained_text(tokenizer, example.input_ids, example.labels)
@@ -159,7 +176,9 @@ def test_text_records_are_trained_whole_in_full_length_blocks(tokenizer: object)
 
 
 def test_overlong_records_are_truncated_skipped_or_rejected(tokenizer: object) -> None:
-    long = ChatRecord((Message("user", "Tell me."), Message("assistant", "word " * 200)), "data.jsonl:7")
+    long = ChatRecord(
+        (Message("user", "Tell me."), Message("assistant", "word " * 200)), "data.jsonl:7"
+    )
     short = ChatRecord((Message("user", "Hi?"), Message("assistant", "Hello.")), "data.jsonl:8")
     examples, report = encode_records(tokenizer, [long, short], max_length=64)
     assert report.truncated == 1 and len(examples) == 2 and len(examples[0].input_ids) == 64
@@ -171,7 +190,10 @@ def test_overlong_records_are_truncated_skipped_or_rejected(tokenizer: object) -
 
 
 def test_packing_joins_examples_and_keeps_their_masks(tokenizer: object) -> None:
-    records = [ChatRecord((Message("user", q), Message("assistant", a)), f"f:{i}") for i, (q, a) in enumerate(FACTS)]
+    records = [
+        ChatRecord((Message("user", q), Message("assistant", a)), f"f:{i}")
+        for i, (q, a) in enumerate(FACTS)
+    ]
     examples, _ = encode_records(tokenizer, records, max_length=512)
     packed = pack(examples, 512)
     assert len(packed) < len(examples)
@@ -215,28 +237,46 @@ def test_resumed_run_continues_the_interrupted_loss_curve(tiny: Path, tmp_path: 
     for expected, got in zip(whole, resumed.result.history, strict=True):
         assert got["loss"] == pytest.approx(expected["loss"], rel=1e-4), (expected, got)
         assert got["lr"] == pytest.approx(expected["lr"])
-    written = [json.loads(line) for line in (tmp_path / "broken" / "metrics.jsonl").read_text().splitlines()]
+    written = [
+        json.loads(line)
+        for line in (tmp_path / "broken" / "metrics.jsonl").read_text().splitlines()
+    ]
     assert [r["step"] for r in written] == list(range(1, 9))
 
 
-def test_full_fine_tuning_saves_a_model_the_transformers_backend_loads(tiny: Path, tmp_path: Path) -> None:
+def test_full_fine_tuning_saves_a_model_the_transformers_backend_loads(
+    tiny: Path, tmp_path: Path
+) -> None:
     from ragtune.llm.transformers_backend import TransformersLLM
 
     data = dataset(tmp_path, "messages")
-    outcome = train(build_config(None, settings(tiny, data, tmp_path / "full", method="full", learning_rate=1e-3)), "sft")
+    outcome = train(
+        build_config(
+            None, settings(tiny, data, tmp_path / "full", method="full", learning_rate=1e-3)
+        ),
+        "sft",
+    )
     assert (outcome.saved / "config.json").is_file()
-    answer = TransformersLLM(outcome.saved).chat([{"role": "user", "content": "Who keeps the lighthouse?"}], max_tokens=8)
+    answer = TransformersLLM(outcome.saved).chat(
+        [{"role": "user", "content": "Who keeps the lighthouse?"}], max_tokens=8
+    )
     assert isinstance(answer, str)
 
 
 @pytest.mark.parametrize("method", ["lora", "full"])
 def test_dpo_margin_rises_on_its_training_pairs(method: str, tiny: Path, tmp_path: Path) -> None:
-    pairs = [
-        {"prompt": q, "chosen": a, "rejected": "I do not know, sorry."} for q, a in FACTS
-    ] * 2
+    pairs = [{"prompt": q, "chosen": a, "rejected": "I do not know, sorry."} for q, a in FACTS] * 2
     data = write_jsonl(tmp_path / "pairs.jsonl", pairs)
     rate = 2e-3 if method == "lora" else 5e-4
-    values = settings(tiny, data, tmp_path / "dpo", max_steps=10, learning_rate=rate, save_every=100, method=method)
+    values = settings(
+        tiny,
+        data,
+        tmp_path / "dpo",
+        max_steps=10,
+        learning_rate=rate,
+        save_every=100,
+        method=method,
+    )
     outcome = train(build_config(None, values), "dpo")
     margins = [h["margin"] for h in outcome.result.history if "margin" in h]
     assert margins[0] == pytest.approx(0.0, abs=1e-5)  # the first step's policy is the reference
@@ -245,42 +285,85 @@ def test_dpo_margin_rises_on_its_training_pairs(method: str, tiny: Path, tmp_pat
     assert outcome.result.history[-1]["accuracy"] == 1.0
 
 
-def test_data_parallel_training_on_two_cpu_processes_matches_one_process(tiny: Path, tmp_path: Path) -> None:
+def test_data_parallel_training_on_two_cpu_processes_matches_one_process(
+    tiny: Path, tmp_path: Path
+) -> None:
     """Two gloo processes with one micro-batch each == one process accumulating two."""
     from safetensors.torch import load_file
 
     data = dataset(tmp_path, "alpaca", copies=4)
     common = [
-        "finetune", "--base", str(tiny), "--data", str(data), "--max-steps", "3",
-        "--batch-size", "2", "--max-length", "96", "--lr", "5e-3", "--eval-fraction", "0",
-        "--seed", "3", "--save-every", "100",
+        "finetune",
+        "--base",
+        str(tiny),
+        "--data",
+        str(data),
+        "--max-steps",
+        "3",
+        "--batch-size",
+        "2",
+        "--max-length",
+        "96",
+        "--lr",
+        "5e-3",
+        "--eval-fraction",
+        "0",
+        "--seed",
+        "3",
+        "--save-every",
+        "100",
     ]
     recipe = tmp_path / "nodrop.yaml"
     recipe.write_text("lora_dropout: 0.0\n")
     env = {**os.environ, "COLUMNS": "200", "RAGTUNE_TORCH_THREADS": "1", "OMP_NUM_THREADS": "1"}
     launch = [
-        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-        "-m", "ragtune", *common, "--config", str(recipe), "--output", str(tmp_path / "ddp"),
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "-m",
+        "ragtune",
+        *common,
+        "--config",
+        str(recipe),
+        "--output",
+        str(tmp_path / "ddp"),
     ]
     parallel = subprocess.run(launch, capture_output=True, text=True, timeout=300, env=env)
     assert parallel.returncode == 0, parallel.stderr[-3000:]
-    single = run_cli(*common, "--config", str(recipe), "--grad-accum", "2", "--output", str(tmp_path / "one"))
+    single = run_cli(
+        *common, "--config", str(recipe), "--grad-accum", "2", "--output", str(tmp_path / "one")
+    )
     assert single.returncode == 0, single.stderr[-3000:]
     a = load_file(str(tmp_path / "ddp" / "adapter" / "adapter_model.safetensors"))
     b = load_file(str(tmp_path / "one" / "adapter" / "adapter_model.safetensors"))
     assert a.keys() == b.keys()
     for key in a:
         assert (a[key] - b[key]).abs().max() < 1e-4, key
-    ddp_losses = [json.loads(x)["loss"] for x in (tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines()]
-    one_losses = [json.loads(x)["loss"] for x in (tmp_path / "one" / "metrics.jsonl").read_text().splitlines()]
+    ddp_losses = [
+        json.loads(x)["loss"] for x in (tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines()
+    ]
+    one_losses = [
+        json.loads(x)["loss"] for x in (tmp_path / "one" / "metrics.jsonl").read_text().splitlines()
+    ]
     assert ddp_losses == pytest.approx(one_losses, rel=1e-4)
 
 
 def test_from_index_trains_on_the_documents_of_an_index(tiny: Path, tmp_path: Path) -> None:
     from ragtune import Document, VectorStoreIndex
 
-    docs = [Document(text=f"{q} {a}", metadata={"url": f"https://example.org/{i}"}) for i, (q, a) in enumerate(FACTS)]
+    docs = [
+        Document(text=f"{q} {a}", metadata={"url": f"https://example.org/{i}"})
+        for i, (q, a) in enumerate(FACTS)
+    ]
     VectorStoreIndex.from_documents(docs, persist_dir=tmp_path / "index")
     values = settings(tiny, tmp_path / "none", tmp_path / "run", max_length=32)
     values["data"] = None
@@ -296,8 +379,21 @@ def test_from_index_trains_on_the_documents_of_an_index(tiny: Path, tmp_path: Pa
 def test_cli_finetune_then_ask_the_tuned_model_without_an_index(tiny: Path, tmp_path: Path) -> None:
     data = dataset(tmp_path, "sharegpt")
     result = run_cli(
-        "finetune", "--base", str(tiny), "--data", str(data), "--output", str(tmp_path / "run"),
-        "--max-steps", "3", "--batch-size", "2", "--max-length", "96", "--eval-fraction", "0.25",
+        "finetune",
+        "--base",
+        str(tiny),
+        "--data",
+        str(data),
+        "--output",
+        str(tmp_path / "run"),
+        "--max-steps",
+        "3",
+        "--batch-size",
+        "2",
+        "--max-length",
+        "96",
+        "--eval-fraction",
+        "0.25",
     )
     assert result.returncode == 0, result.stderr[-3000:]
     for fragment in ("tokens/s", "peak memory", "eval loss", "loss.png"):
@@ -326,21 +422,46 @@ def bad(tmp_path: Path, name: str, text: str) -> Path:
 
 
 def test_bad_training_input_is_one_line_and_exit_one(tiny: Path, tmp_path: Path) -> None:
-    good = json.dumps({"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]})
-    malformed = bad(tmp_path, "broken.jsonl", f"{good}\n{good}\n{{\"messages\": [\n")
+    good = json.dumps(
+        {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]}
+    )
+    malformed = bad(tmp_path, "broken.jsonl", f'{good}\n{good}\n{{"messages": [\n')
     base = ["finetune", "--base", str(tiny), "--output", str(tmp_path / "out")]
     assert_one_line_error(run_cli(*base, "--data", str(malformed)), "broken.jsonl:3")
-    assert_one_line_error(run_cli(*base, "--data", str(bad(tmp_path, "empty.jsonl", ""))), "empty.jsonl")
-    long_reply = json.dumps({"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "word " * 300}]})
+    assert_one_line_error(
+        run_cli(*base, "--data", str(bad(tmp_path, "empty.jsonl", ""))), "empty.jsonl"
+    )
+    long_reply = json.dumps(
+        {
+            "messages": [
+                {"role": "user", "content": "q"},
+                {"role": "assistant", "content": "word " * 300},
+            ]
+        }
+    )
     overlong = bad(tmp_path, "long.jsonl", f"{good}\n{long_reply}\n")
     assert_one_line_error(
-        run_cli(*base, "--data", str(overlong), "--max-length", "64", "--overlong", "error"), "long.jsonl:2", "max_length 64"
+        run_cli(*base, "--data", str(overlong), "--max-length", "64", "--overlong", "error"),
+        "long.jsonl:2",
+        "max_length 64",
     )
-    missing = ["finetune", "--base", str(tmp_path / "no-such-model"), "--data", str(overlong), "-o", str(tmp_path / "o2")]
+    missing = [
+        "finetune",
+        "--base",
+        str(tmp_path / "no-such-model"),
+        "--data",
+        str(overlong),
+        "-o",
+        str(tmp_path / "o2"),
+    ]
     assert_one_line_error(run_cli(*missing), "no-such-model")
     recipe = bad(tmp_path, "typo.yaml", "learnig_rate: 0.1\n")
-    assert_one_line_error(run_cli(*base, "--data", str(overlong), "--config", str(recipe)), "learnig_rate")
-    assert_one_line_error(run_cli(*base, "--data", str(overlong), "--batch-size", "0"), "batch_size")
+    assert_one_line_error(
+        run_cli(*base, "--data", str(overlong), "--config", str(recipe)), "learnig_rate"
+    )
+    assert_one_line_error(
+        run_cli(*base, "--data", str(overlong), "--batch-size", "0"), "batch_size"
+    )
     assert_one_line_error(run_cli(*base, "--data", str(overlong), "--resume"), "nothing to resume")
     assert not (tmp_path / "out" / "adapter").exists()
 
@@ -360,14 +481,20 @@ def small_disk(tmp_path: Path):  # type: ignore[no-untyped-def]
     """A 2 MiB tmpfs: room for a few checkpoints of the tiny model, then full."""
     where = tmp_path / "disk"
     where.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(where)], capture_output=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(where)], capture_output=True
+    )
     if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs to fill (needs root): {mounted.stderr.decode().strip()}")
+        pytest.skip(
+            f"cannot mount a small tmpfs to fill (needs root): {mounted.stderr.decode().strip()}"
+        )
     yield where
     subprocess.run(["umount", "-l", str(where)], check=False)
 
 
-def test_a_full_disk_while_saving_leaves_the_previous_checkpoint_as_latest(tiny: Path, tmp_path: Path, small_disk: Path) -> None:
+def test_a_full_disk_while_saving_leaves_the_previous_checkpoint_as_latest(
+    tiny: Path, tmp_path: Path, small_disk: Path
+) -> None:
     from ragtune.train import checkpoints
 
     data = dataset(tmp_path, "alpaca", copies=4)
@@ -383,7 +510,9 @@ def test_a_full_disk_while_saving_leaves_the_previous_checkpoint_as_latest(tiny:
         assert (latest.path / name).stat().st_size > 0
     assert not list(checkpoints.checkpoint_dir(output).glob(".step-*"))  # no half-written debris
     # Make room and resume: the run finishes from the checkpoint that survived.
-    grown = subprocess.run(["mount", "-o", "remount,size=64m", str(small_disk)], capture_output=True)
+    grown = subprocess.run(
+        ["mount", "-o", "remount,size=64m", str(small_disk)], capture_output=True
+    )
     assert grown.returncode == 0, grown.stderr
     values["max_steps"] = latest.step + 1
     values["save_every"] = 100
@@ -391,16 +520,26 @@ def test_a_full_disk_while_saving_leaves_the_previous_checkpoint_as_latest(tiny:
     assert resumed.result.resumed_from == latest.step
 
 
-def test_python_api_trains_and_the_adapter_answers_over_an_index(tiny: Path, tmp_path: Path) -> None:
+def test_python_api_trains_and_the_adapter_answers_over_an_index(
+    tiny: Path, tmp_path: Path
+) -> None:
     from ragtune import Document, VectorStoreIndex
     from ragtune.train import finetune
 
     run = finetune(
-        dataset(tmp_path, "messages"), output=tmp_path / "run", base=str(tiny),
-        max_steps=2, batch_size=2, max_length=96, eval_fraction=0.0,
+        dataset(tmp_path, "messages"),
+        output=tmp_path / "run",
+        base=str(tiny),
+        max_steps=2,
+        batch_size=2,
+        max_length=96,
+        eval_fraction=0.0,
     )
     assert run.saved == tmp_path / "run" / "adapter"
-    docs = [Document(text=a, metadata={"url": f"https://example.org/{i}"}) for i, (_, a) in enumerate(FACTS)]
+    docs = [
+        Document(text=a, metadata={"url": f"https://example.org/{i}"})
+        for i, (_, a) in enumerate(FACTS)
+    ]
     index = VectorStoreIndex.from_documents(docs)
     engine = index.as_query_engine(llm=f"hf:{run.base}#adapter={run.saved}", min_similarity=0.0)
     response = engine.query("Who keeps the lighthouse?")
@@ -433,4 +572,6 @@ def test_label_logprobs_and_gradients_equal_the_full_logits_computation(frozen: 
     assert torch.allclose(got, expected, atol=1e-5)
     assert torch.allclose(got_grad, hidden.grad, atol=1e-5)  # type: ignore[arg-type]
     with torch.no_grad():
-        assert torch.allclose(training_model._label_logprobs(head, hidden, targets), expected, atol=1e-5)
+        assert torch.allclose(
+            training_model._label_logprobs(head, hidden, targets), expected, atol=1e-5
+        )

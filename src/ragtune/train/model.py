@@ -93,9 +93,10 @@ def add_lora(model: Any, config: TrainConfig) -> Any:
     try:
         with warnings.catch_warnings():  # peft on transformers 5: deprecation chatter
             warnings.simplefilter("ignore")
-            return get_peft_model(model, lora)
+            peft_model = get_peft_model(model, lora)
     except ValueError as error:  # e.g. a target module the model does not have
         raise TrainingError(f"cannot add LoRA: {first_line(error)}") from None
+    return peft_model
 
 
 def causal_lm(model: Any) -> Any:
@@ -194,10 +195,9 @@ class FrozenHeadLogprobs(torch.autograd.Function):
             rows = slice(start, start + HEAD_CHUNK)
             chosen = targets[rows]
             logits = (hidden[rows] @ weight.t()).float()
-            logprobs[rows] = logits.gather(1, chosen[:, None]).squeeze(1) - torch.logsumexp(
-                logits, dim=-1
-            )
-            probabilities = torch.softmax(logits, dim=-1).to(weight.dtype)
+            normaliser = torch.logsumexp(logits, dim=-1, keepdim=True)
+            logprobs[rows] = (logits.gather(1, chosen[:, None]) - normaliser).squeeze(1)
+            probabilities = logits.sub_(normaliser).exp_().to(weight.dtype)  # softmax, in place
             gradient[rows] = (weight[chosen] - probabilities @ weight).to(hidden.dtype)
         ctx.save_for_backward(gradient)
         return logprobs
