@@ -101,8 +101,8 @@ def run_ragtune(args: argparse.Namespace, model: Path, data: Path, scratch: Path
     losses = [record["loss"] for record in metrics if "loss" in record]
     return {
         "tokens": summary["tokens"],
-        "seconds": summary["seconds"],
-        "tokens_per_second": summary["tokens"] / summary["seconds"],
+        "seconds": summary["train_seconds"],
+        "tokens_per_second": summary["tokens"] / summary["train_seconds"],
         "steps": summary["steps"],
         "final_loss": summary["final_loss"],
         "mean_loss": sum(losses) / len(losses),

@@ -24,6 +24,7 @@ import torch
 from ragtune.errors import TrainingError
 from ragtune.train import checkpoints
 from ragtune.train.config import TrainConfig, config_as_dict
+from ragtune.train.progress import TrainingProgress
 
 # Batches are formed within windows of this many batches sorted by length, so a batch
 # holds sequences of similar length and little padding (as Trainer's group_by_length).
@@ -53,7 +54,8 @@ class RunResult:
     """What the closing summary reports."""
 
     steps: int
-    seconds: float
+    seconds: float  # the whole loop, evaluation and checkpoints included
+    train_seconds: float  # optimizer steps only: what tokens/s is measured over
     tokens: int
     peak_rss_mb: float
     peak_gpu_mb: float | None
@@ -66,7 +68,7 @@ class RunResult:
 
     @property
     def tokens_per_second(self) -> float:
-        return self.tokens / self.seconds if self.seconds > 0 else 0.0
+        return self.tokens / self.train_seconds if self.train_seconds > 0 else 0.0
 
 
 def epoch_batches(
@@ -166,9 +168,8 @@ class Trainer:
             history.append({"step": 0, "eval_loss": eval_start})
         tokens = 0
         began = time.perf_counter()
+        training = 0.0  # seconds in optimizer steps: evaluation and saving excluded
         eval_end = eval_start
-        from ragtune.train.progress import TrainingProgress
-
         with TrainingProgress(
             self.objective.name,
             self.total_steps,
@@ -176,10 +177,11 @@ class Trainer:
             enabled=self.accelerator.is_main_process,
         ) as progress:
             for step in range(start_step + 1, self.total_steps + 1):
+                stepped = time.perf_counter()
                 record, step_tokens = self.train_step(step, optimizer, scheduler)
+                training += time.perf_counter() - stepped
                 tokens += step_tokens
-                elapsed = time.perf_counter() - began
-                record["tokens_per_second"] = round(tokens / elapsed, 1) if elapsed else 0.0
+                record["tokens_per_second"] = round(tokens / training, 1) if training else 0.0
                 if self.should_evaluate(step):
                     eval_end = self.evaluate()["loss"]
                     record["eval_loss"] = eval_end
@@ -194,6 +196,7 @@ class Trainer:
         return RunResult(
             steps=self.total_steps,
             seconds=seconds,
+            train_seconds=training,
             tokens=tokens,
             peak_rss_mb=peak_rss_mb(),
             peak_gpu_mb=(

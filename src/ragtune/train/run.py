@@ -218,10 +218,8 @@ def train(
         on_step,
     )
     scheduler = make_scheduler(config, optimizer, trainer.total_steps)
-    try:
-        result = trainer.run(optimizer, scheduler, checkpoint)
-    finally:
-        accelerator.wait_for_everyone()
+    # No barrier on failure: a process waiting for a dead peer would hang the launcher.
+    result = trainer.run(optimizer, scheduler, checkpoint)
     if objective_name == "dpo" and result.history:
         last = result.history[-1]
         result.extra = {key: last[key] for key in ("margin", "accuracy") if key in last}
@@ -295,6 +293,7 @@ def _write_summary(
         "saved": str(saved),
         "steps": result.steps,
         "seconds": round(result.seconds, 2),
+        "train_seconds": round(result.train_seconds, 2),
         "tokens": result.tokens,
         "tokens_per_second": round(result.tokens_per_second, 1),
         "peak_rss_mb": round(result.peak_rss_mb, 1),
