@@ -49,7 +49,11 @@ def endpoint(llama: LlamaCppLLM) -> str:
 
 @pytest.fixture(scope="module")
 def index_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    base = tmp_path_factory.mktemp("llm-backends")
+    return ingest_docs(tmp_path_factory.mktemp("llm-backends"))
+
+
+def ingest_docs(base: Path) -> Path:
+    """DOCS written as files under ``base`` and ingested by the CLI: ``base/index``."""
     docs = base / "docs"
     docs.mkdir()
     for name, text in DOCS.items():

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from tests.conftest import assert_one_line_error, run_cli
-from tests.test_llm_backends import DOCS, QUESTION
+from tests.test_llm_backends import QUESTION, ingest_docs
 from tests.tiny_models import make_tiny_llama, smollm2_tokenizer
 
 from ragtune import VectorStoreIndex
@@ -63,14 +63,7 @@ def adapter_dir(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
 
 @pytest.fixture(scope="module")
 def index_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    base = tmp_path_factory.mktemp("hf-index")
-    docs = base / "docs"
-    docs.mkdir()
-    for name, text in DOCS.items():
-        (docs / name).write_text(text)
-    result = run_cli("ingest", str(docs), "--index", str(base / "index"))
-    assert result.returncode == 0, result.stderr
-    return base / "index"
+    return ingest_docs(tmp_path_factory.mktemp("hf-index"))
 
 
 def test_tiny_model_counts_answers_and_streams(model_dir: Path, index_dir: Path) -> None:
