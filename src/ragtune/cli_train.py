@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
+from rich.text import Text
 
-err = Console(stderr=True, soft_wrap=True)
+from ragtune.terminal import err, styled
 
 Opt = typer.Option
 MaybeInt = int | None
@@ -125,13 +125,15 @@ def _run(objective: str, recipe: Path | None, flags: dict[str, Any], resume: boo
     if dist.is_initialized() and dist.get_rank() != 0:
         return
     err.print(
-        f"[bold]Trained[/] {outcome.train_examples} examples "
-        f"({outcome.eval_examples} held out) from {outcome.encoding.records} records"
-        + (f", {outcome.encoding.truncated} truncated" if outcome.encoding.truncated else "")
-        + (f", {outcome.encoding.skipped} skipped" if outcome.encoding.skipped else ""),
-        highlight=False,
+        Text.assemble(
+            styled("Trained", "bold"),
+            f" {outcome.train_examples} examples "
+            f"({outcome.eval_examples} held out) from {outcome.encoding.records} records"
+            + (f", {outcome.encoding.truncated} truncated" if outcome.encoding.truncated else "")
+            + (f", {outcome.encoding.skipped} skipped" if outcome.encoding.skipped else ""),
+        )
     )
     for line in summary_lines(outcome.result, outcome.saved, Path(config.output)):
-        err.print(f"  {line}", highlight=False, markup=False)
+        err.print(f"  {line}")
     hint = f"hf:{outcome.saved}"  # an adapter names the base it was trained on
-    err.print(f"Ask it: ragtune ask --llm '{hint}' \"...\" (add --index DIR for RAG)", highlight=False, markup=False)
+    err.print(f"Ask it: ragtune ask --llm '{hint}' \"...\" (add --index DIR for RAG)")

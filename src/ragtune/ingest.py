@@ -9,7 +9,8 @@ and their settings are recorded in ``sources.json``, for ``ragtune sync``.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,8 +18,9 @@ from typing import Any
 
 from ragtune.documents import OUTLINKS, Document
 from ragtune.errors import InvalidIndexError, RagtuneError
-from ragtune.extract.files import file_documents, read_folder
+from ragtune.extract.files import FileResult, Skipped, file_documents, read_folder
 from ragtune.index.embedding import TextEmbedder, make_embedder
+from ragtune.index.lock import write_lock
 from ragtune.index.manifest import MANIFEST, write_json_atomic
 from ragtune.index.vector_index import (
     COMMIT_CHUNKS,
@@ -30,7 +32,7 @@ from ragtune.index.vector_index import (
 from ragtune.web.crawl import CrawlEvent, CrawlReport
 from ragtune.web.fetch import Validators
 from ragtune.web.reader import RenderMode, WebReader
-from ragtune.web.urls import normalise
+from ragtune.web.urls import seed_key
 
 REPORT_FILE = "ingest-report.json"
 SOURCES_FILE = "sources.json"
@@ -54,6 +56,8 @@ class IngestSettings:
     delay: float = 0.0
     timeout: float = 20.0
     skip_failures: bool = False
+    # Whether a folder's symbolic links may lead out of it (--follow-symlinks).
+    follow_symlinks: bool = False
     # Where a new index keeps its chunks: "lancedb" (inside the index directory)
     # or a postgresql:// URL; an existing index keeps the store it was made with.
     store: str | None = None
@@ -110,26 +114,28 @@ def ingest(
         example = f" (first: {failed[0].url}: {failed[0].reason})" if failed else ""
         raise RagtuneError(f"nothing to index: no page could be read{example}")
 
-    index = (
-        VectorStoreIndex.from_documents(
-            documents,
-            persist_dir=index_dir,
-            progress=on_embed,
-            store=settings.store,
-            commit_every=settings.commit_every,
-            embed_model=embedder,
+    # Writers take turns: the index, sources.json and the report change together.
+    with write_lock(index_dir):
+        index = (
+            VectorStoreIndex.from_documents(
+                documents,
+                persist_dir=index_dir,
+                progress=on_embed,
+                store=settings.store,
+                commit_every=settings.commit_every,
+                embed_model=embedder,
+            )
+            if documents
+            else VectorStoreIndex.load(index_dir, store=settings.store)
         )
-        if documents
-        else VectorStoreIndex.load(index_dir, store=settings.store)
-    )
-    index.delete_documents(stale_document_ids(index, documents))
-    skipped = {e.url for e in failed_named}  # with --skip-failures: not worth revisiting
-    record_sources(index_dir, [s for s in sources if _event_url(s) not in skipped], settings)
-    report = {
-        "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        **CrawlReport(events).to_dict(),
-    }
-    write_json_atomic(index_dir / REPORT_FILE, report)
+        index.delete_documents(stale_document_ids(index, documents))
+        skipped = {e.url for e in failed_named}  # with --skip-failures: not worth revisiting
+        record_sources(index_dir, [s for s in sources if _event_url(s) not in skipped], settings)
+        report = {
+            "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            **CrawlReport(events).to_dict(),
+        }
+        write_json_atomic(index_dir / REPORT_FILE, report)
     return IngestResult(len(documents), report, index.stats(), index.last_insert)
 
 
@@ -162,22 +168,32 @@ def read_urls(
 def read_paths(paths: list[Path], settings: IngestSettings, record: EventHook) -> list[Document]:
     documents: list[Document] = []
     for path in paths:
+        results: Iterable[tuple[Path, FileResult]]
         if path.is_dir():
-            results = list(read_folder(path, settings.include, settings.exclude))
+            results = read_folder(
+                path, settings.include, settings.exclude, settings.follow_symlinks
+            )
         else:
             try:
                 results = [(path, file_documents(path))]
             except RagtuneError as error:
                 results = [(path, error)]
         for file, result in results:
-            url = file.resolve().as_uri()
-            if isinstance(result, RagtuneError):
+            if isinstance(result, Skipped):  # a link is reported where it is, not where it leads
+                record(CrawlEvent(Path(os.path.abspath(file)).as_uri(), "skipped", result.reason))
+            elif isinstance(result, RagtuneError):
+                # The report shows the URL beside the reason; the message starts with the path.
                 reason = str(result).removeprefix(f"{file}: ")
-                record(CrawlEvent(url, "failed", reason, error=result))
+                record(CrawlEvent(_file_url(file), "failed", reason, error=result))
             else:
-                record(CrawlEvent(url, "fetched"))
+                record(CrawlEvent(_file_url(file), "fetched"))
                 documents.extend(result)
     return documents
+
+
+def _file_url(path: Path | str) -> str:
+    # Not Path.resolve(): on Python 3.11 it raises RuntimeError for a cycle of links.
+    return Path(os.path.realpath(path)).as_uri()
 
 
 def known_validators(index_dir: Path) -> dict[str, Validators]:
@@ -262,6 +278,7 @@ RECORDED_SETTINGS = (
     "per_host_concurrency",
     "delay",
     "timeout",
+    "follow_symlinks",
 )
 
 
@@ -278,12 +295,13 @@ class RecordedSource:
 
 def _source_key(source: str) -> str:
     """How a source is recorded: URLs normalised, paths absolute (sync runs from anywhere)."""
-    return normalise(source) if "://" in source else str(Path(source).resolve())
+    return seed_key(source) if "://" in source else str(Path(source).resolve())
 
 
 def _event_url(source: str) -> str:
-    """The URL the reading events of a named source carry."""
-    return normalise(source) if "://" in source else Path(source).resolve().as_uri()
+    """The URL the reading events of a named source carry (an unusable URL's with its
+    credentials hidden, as the crawler reports it)."""
+    return seed_key(source) if "://" in source else _file_url(source)
 
 
 def record_sources(index_dir: Path, sources: list[str], settings: IngestSettings) -> None:

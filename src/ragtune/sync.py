@@ -18,8 +18,10 @@
    refused connection, unreadable file) keeps the page and reports it as
    failed: a flaky server must never empty an index.
 
-Pages that robots.txt now disallows, that the crawl skips as duplicates, or
-whose content type is no longer readable are kept and reported as skipped.
+Pages that robots.txt now disallows, that the crawl skips as duplicates, that
+now redirect out of the crawl's scope (another host, by default: its content is
+never indexed under the old URL), or whose content type is no longer readable
+are kept and reported as skipped.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from urllib.request import url2pathname
 
 from ragtune.documents import Document, content_hash
 from ragtune.errors import FetchError, RagtuneError, UnsupportedContentError
+from ragtune.index.lock import write_lock
 from ragtune.index.vector_index import VectorStoreIndex
 from ragtune.ingest import (
     RECORDED_SETTINGS,
@@ -180,7 +183,9 @@ def sync(
             f"(first: {first.url}: {first.reason})"
         )
     if not dry_run:
-        _write(index, result, reading, on_embed)
+        # One turn for all of its writes, never interleaved with an ingest's.
+        with write_lock(directory):
+            _write(index, result, reading, on_embed)
     stats = index.stats()
     result.documents, result.chunks = stats["documents"], stats["chunks"]
     return result

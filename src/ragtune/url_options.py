@@ -1,9 +1,40 @@
-"""Options given as query parameters of an endpoint URL (``...?model=NAME&timeout=30``)."""
+"""Options given as query parameters of an endpoint URL (``...?model=NAME&timeout=30``),
+and the one rule for keeping secrets out of what ragtune shows and stores.
+
+:func:`redact` is applied to every URL, DSN or third-party message before it is
+printed, raised or written to disk (the manifest, reports, error messages).
+"""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Collection
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote_plus, urlencode, urlsplit, urlunsplit
+
+MASK = "***"
+# A parameter or DSN keyword whose name ends in one of these words (after
+# lower-casing and turning - into _) holds a secret: password=, sslpassword=,
+# api_key=, api-key=, x-api-key=, key=, access_token=, client_secret=,
+# X-Amz-Signature=. Short words count only as whole words, so sslkey= (a file
+# path) and monkey= do not.
+_SECRET_NAME = re.compile(
+    r"(?:password|passwd|passphrase|secret|token|apikey|credentials?|signature"
+    r"|(?:^|_)(?:pass|pwd|key|auth|authorization|sig))$"
+)
+_AUTHORITY_END = re.compile(r"[/?#]")
+# What an authority without userinfo looks like: a host (or [IPv6]) and a numeric port.
+_PLAIN_HOST = re.compile(r"(?:\[[0-9A-Fa-f:.]*\]|[^:@\[\]]*)(?::\d*)?")
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>`]+")
+_PAIR = re.compile(
+    r"(?P<name>\b[A-Za-z_][\w-]*)(?P<eq>\s*=\s*)(?P<value>'(?:[^'\\]|\\.)*'|[^\s&;,]+)"
+)
+# A credential as HTTP headers carry it: "Authorization: Basic ...", "X-Api-Key: ...",
+# or a bare "Bearer ...".
+_HEADER = re.compile(
+    r"(?P<lead>\b(?:(?:proxy-)?authorization\s*[:=]\s*(?:(?:basic|bearer|token|digest)\s+)?"
+    r"|(?:x-)?api-key\s*:\s*|bearer\s+))[\w.~+/=-]+",
+    re.IGNORECASE,
+)
 
 
 def split_url_options(url: str, names: Collection[str]) -> tuple[str, dict[str, str]]:
@@ -18,3 +49,71 @@ def split_url_options(url: str, names: Collection[str]) -> tuple[str, dict[str, 
         else:
             kept.append((key, value))
     return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(kept), "")), options
+
+
+def is_secret_name(name: str) -> bool:
+    """Whether a query parameter or DSN keyword called ``name`` holds a secret."""
+    return _SECRET_NAME.search(name.lower().replace("-", "_")) is not None
+
+
+def redact(text: str, *secrets: str) -> str:
+    """``text`` with nothing secret in it.
+
+    In every URL the userinfo password and every secret-named query parameter
+    are removed (so a redacted URL still names the same server, and is what an
+    index may keep); elsewhere ``name=value`` pairs with a secret name (a libpq
+    ``key=value`` DSN) and credentials as HTTP headers carry them are masked, as is
+    every occurrence of ``secrets`` (a key the server may echo back). A text
+    with nothing secret comes back unchanged.
+    """
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, MASK)
+    pieces: list[str] = []
+    end = 0
+    for match in _URL.finditer(text):
+        pieces.append(_mask_pairs(text[end : match.start()]))
+        pieces.append(_redact_url(match.group()))
+        end = match.end()
+    pieces.append(_mask_pairs(text[end:]))
+    return "".join(pieces)
+
+
+def _redact_url(url: str) -> str:
+    url = _without_hidden_userinfo(url)
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if parts.password is not None:
+        userinfo, host = netloc.rsplit("@", 1)
+        user = userinfo.split(":", 1)[0]
+        netloc = f"{user}@{host}" if user else host
+    # Raw pieces, not re-encoded: what is kept stays exactly as it was written.
+    query = "&".join(
+        piece
+        for piece in parts.query.split("&")
+        if not is_secret_name(unquote_plus(piece.split("=", 1)[0]))
+    )
+    path = _mask_pairs(parts.path)  # ;password=... path parameters
+    if (netloc, path, query) == (parts.netloc, parts.path, parts.query):
+        return url
+    return urlunsplit(parts._replace(netloc=netloc, path=path, query=query))
+
+
+def _without_hidden_userinfo(url: str) -> str:
+    """``url`` with a userinfo that urlsplit cannot see masked whole: a password holding
+    an unencoded ``/``, ``?`` or ``#`` (``http://user:pa/ss@host/``) ends the authority
+    early, and the rest of the password would pass for a path or a query."""
+    start = url.find("://") + 3
+    authority = _AUTHORITY_END.split(url[start:], maxsplit=1)[0]
+    at = url.rfind("@")
+    if at < start or "@" in authority or _PLAIN_HOST.fullmatch(authority):
+        return url
+    return url[:start] + MASK + url[at:]
+
+
+def _mask_pairs(text: str) -> str:
+    text = _PAIR.sub(
+        lambda m: m.group() if not is_secret_name(m["name"]) else m["name"] + m["eq"] + MASK,
+        text,
+    )
+    return _HEADER.sub(lambda m: m["lead"] + MASK, text)

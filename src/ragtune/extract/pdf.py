@@ -5,21 +5,20 @@ from __future__ import annotations
 import io
 import logging
 
-from ragtune.errors import ExtractionError
+from ragtune.errors import ExtractionError, one_line
 
 MAX_PDF_PAGES = 2000
 
 
-def pdf_pages(data: bytes, source: str) -> list[tuple[int, str]]:
+def pdf_pages(data: bytes) -> list[tuple[int, str]]:
     """(page number from 1, text) for every page with text; raises if none has any."""
     from pypdf import PdfReader
-    from pypdf.errors import PdfReadError
 
     logging.getLogger("pypdf").setLevel(logging.ERROR)  # malformed PDFs warn per object
     try:
         reader = PdfReader(io.BytesIO(data), strict=False)
         if reader.is_encrypted and not reader.decrypt(""):
-            raise ExtractionError(f"{source}: the PDF is encrypted")
+            raise ExtractionError("the PDF is encrypted")
         pages = []
         for number, page in enumerate(reader.pages[:MAX_PDF_PAGES], start=1):
             text = (page.extract_text() or "").strip()
@@ -27,8 +26,10 @@ def pdf_pages(data: bytes, source: str) -> list[tuple[int, str]]:
                 pages.append((number, text))
     except ExtractionError:
         raise
-    except (PdfReadError, ValueError, KeyError, TypeError, OSError) as error:
-        raise ExtractionError(f"{source}: unreadable PDF ({error})") from None
+    except Exception as error:
+        # pypdf fails in many ways on hostile input (its own errors, but also
+        # AssertionError, RecursionError, MemoryError): each is this file's failure.
+        raise ExtractionError(f"unreadable PDF ({one_line(error)})") from None
     if not pages:
-        raise ExtractionError(f"{source}: the PDF has no extractable text (scanned images?)")
+        raise ExtractionError("the PDF has no extractable text (scanned images?)")
     return pages

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
+import secrets
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from ragtune.errors import IndexNotFoundError, InvalidIndexError
+from ragtune.url_options import redact
 
 MANIFEST = "ragtune.json"
 FORMAT = "ragtune-index"
@@ -20,13 +21,13 @@ VERSION = 2
 
 @dataclass
 class Manifest:
-    embedder_path: str  # a model directory or an OpenAI-compatible endpoint spec
+    embedder_path: str  # a model directory or an OpenAI-compatible endpoint spec, no key
     embedder_name: str
     dimensions: int
     chunk_size: int
     chunk_overlap: int
     embedder_backend: str = "torch"  # torch, onnx, onnx-int8 or openai
-    store: str = "lancedb"  # or a postgresql:// URL, without its password
+    store: str = "lancedb"  # or a postgresql:// URL, without its password or any secret
     table: str = "chunks"
     # Every metadata key a document in the index has had: filters on others are typos.
     metadata_keys: list[str] = field(default_factory=list)
@@ -36,7 +37,15 @@ class Manifest:
     version: int = VERSION
 
     def save(self, directory: Path) -> None:
+        """Write the manifest; the caller holds the index's write lock.
+
+        Metadata keys already on disk are kept (a writer that read the manifest
+        earlier must not drop the keys another one added since), and the store
+        URL and embedder spec lose anything secret: the index keeps none.
+        """
         self.updated_at = _now()
+        self.metadata_keys = sorted(set(self.metadata_keys) | _recorded_keys(directory))
+        self.store, self.embedder_path = _keepable(self.store), _keepable(self.embedder_path)
         write_json_atomic(directory / MANIFEST, asdict(self))
 
     @classmethod
@@ -57,17 +66,27 @@ class Manifest:
                     f"{directory} is a version {data.get('version')} index; this ragtune "
                     f"reads version {VERSION} (rebuild it: ragtune ingest into a new directory)"
                 )
-            return cls(**data)
+            manifest = cls(**data)
         except InvalidIndexError:
             raise
         except (ValueError, TypeError, UnicodeDecodeError) as error:
             raise InvalidIndexError(f"{path} is damaged ({error})") from None
+        # An index written before secrets were kept out may hold one: it is not used
+        # (secrets come from the environment), and the next save drops it.
+        manifest.store = _keepable(manifest.store)
+        manifest.embedder_path = _keepable(manifest.embedder_path)
+        return manifest
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON so readers see the old file or the new one, never half of one."""
+    """Write JSON so readers see the old file or the new one, never half of one.
+
+    The file is created with mode 0o666 less the umask, like every other file of
+    an index (``mkstemp`` would make it 0o600 whatever the umask says).
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    temporary = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             json.dump(data, handle, indent=2, ensure_ascii=False)
@@ -75,8 +94,22 @@ def write_json_atomic(path: Path, data: Any) -> None:
             os.fsync(handle.fileno())
         os.replace(temporary, path)
     except BaseException:
-        Path(temporary).unlink(missing_ok=True)
+        temporary.unlink(missing_ok=True)
         raise
+
+
+def _keepable(spec: str) -> str:
+    """A store URL or embedder spec without its secrets; a local path as it is."""
+    return redact(spec) if isinstance(spec, str) and "://" in spec else spec
+
+
+def _recorded_keys(directory: Path) -> set[str]:
+    """The metadata keys the manifest on disk lists; none if it is missing or unreadable."""
+    try:
+        keys = json.loads((directory / MANIFEST).read_text(encoding="utf-8"))["metadata_keys"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return set()
+    return {key for key in keys if isinstance(key, str)} if isinstance(keys, list) else set()
 
 
 def _now() -> str:

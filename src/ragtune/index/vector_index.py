@@ -19,10 +19,12 @@ from ragtune.errors import InvalidIndexError, InvalidQueryError, RagtuneError
 from ragtune.index.chunking import ChunkingConfig, MarkdownChunker
 from ragtune.index.embedding import TextEmbedder, is_remote_spec, make_embedder
 from ragtune.index.filters import FiltersArgument, MetadataFilters, as_filters
+from ragtune.index.lock import LOCK_FILE, write_lock
 from ragtune.index.manifest import MANIFEST, Manifest
 from ragtune.index.mmr import DEFAULT_MMR_LAMBDA, mmr_select
 from ragtune.index.stores import EMBEDDED, ChunkStore, SearchHit, StoredChunk, open_store
-from ragtune.index.stores.postgres import check_table_name, is_postgres_url, redact
+from ragtune.index.stores.postgres import check_table_name, is_postgres_url
+from ragtune.url_options import redact
 
 if TYPE_CHECKING:
     from ragtune.llm.base import LLM
@@ -90,19 +92,22 @@ class VectorStoreIndex:
         A document whose URL is already indexed replaces its old chunks. ``store`` is
         ``"lancedb"`` (the default, inside ``persist_dir``) or a ``postgresql://`` URL
         (add ``?table=NAME`` to choose the table); ``persist_dir`` then holds the
-        index's description only.
+        index's description only. Writers into one index take turns (see
+        ``ragtune.index.lock``); the first one creates it.
         """
         if not documents:
             raise RagtuneError("no documents to index: every source failed or was empty")
         temporary = persist_dir is None
         directory = Path(persist_dir or tempfile.mkdtemp(prefix="ragtune-index-"))
-        if (directory / MANIFEST).exists():
-            index = cls.load(directory, embed_model=embed_model, store=store)
-        else:
-            index = cls._create(directory, embed_model, chunk_size, chunk_overlap, store)
-        if temporary:
-            weakref.finalize(index, shutil.rmtree, directory, ignore_errors=True)
-        index.insert_documents(documents, progress=progress, commit_every=commit_every)
+        check_index_target(directory)
+        with write_lock(directory):
+            if (directory / MANIFEST).exists():
+                index = cls.load(directory, embed_model=embed_model, store=store)
+            else:
+                index = cls._create(directory, embed_model, chunk_size, chunk_overlap, store)
+            if temporary:
+                weakref.finalize(index, shutil.rmtree, directory, ignore_errors=True)
+            index.insert_documents(documents, progress=progress, commit_every=commit_every)
         return index
 
     @classmethod
@@ -195,6 +200,12 @@ class VectorStoreIndex:
         """
         if commit_every < 1:
             raise RagtuneError(f"commit_every must be at least 1, not {commit_every}")
+        with write_lock(self.persist_dir):
+            return self._insert(documents, progress, commit_every)
+
+    def _insert(
+        self, documents: Sequence[Document], progress: ProgressHook | None, commit_every: int
+    ) -> int:
         unique = {doc.id_: doc for doc in documents}  # the last copy of a URL wins
         indexed = self.store.content_hashes(list(unique))
         changed = {
@@ -246,10 +257,13 @@ class VectorStoreIndex:
     def delete_documents(self, doc_ids: Sequence[str]) -> int:
         """Remove the documents with these ids (URLs) and all their chunks; returns
         how many of them were in the index."""
-        present = self.store.content_hashes(list(doc_ids))
-        if present:
-            self.store.delete_documents(list(present))
-            self.manifest.save(self.persist_dir)
+        if not doc_ids:
+            return 0
+        with write_lock(self.persist_dir):
+            present = self.store.content_hashes(list(doc_ids))
+            if present:
+                self.store.delete_documents(list(present))
+                self.manifest.save(self.persist_dir)
         return len(present)
 
     def _chunks_of(self, document: Document) -> list[StoredChunk]:
@@ -436,10 +450,19 @@ def check_index_target(directory: Path) -> None:
     """Raise unless ``directory`` is an index, empty, or absent: never write into foreign files."""
     if (directory / MANIFEST).exists():
         Manifest.load(directory)
-    elif directory.exists() and (not directory.is_dir() or any(directory.iterdir())):
+    elif directory.exists() and (
+        not directory.is_dir() or not all(map(_being_created, directory.iterdir()))
+    ):
         raise InvalidIndexError(
             f"{directory} exists and is not a ragtune index; use a new or empty directory"
         )
+
+
+def _being_created(path: Path) -> bool:
+    """The lock file, or the first manifest half written: another writer is creating
+    the index in this directory right now."""
+    name = path.name
+    return name == LOCK_FILE or (name.startswith(f".{MANIFEST}.") and name.endswith(".tmp"))
 
 
 def validate_query(query: str) -> str:

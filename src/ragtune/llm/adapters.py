@@ -43,3 +43,20 @@ def read_adapter_config(adapter_dir: Path) -> dict[str, Any]:
     if not isinstance(config, dict):
         raise ModelNotFoundError(f"{config_file} is not a JSON object")
     return config
+
+
+ADAPTER_WEIGHTS = "adapter_model.safetensors"
+
+
+def check_adapter_weights(adapter_dir: Path) -> None:
+    """Adapters load from safetensors only: PEFT's fallback, adapter_model.bin, is a pickle
+    that can run code when loaded."""
+    if (Path(adapter_dir) / ADAPTER_WEIGHTS).is_file():
+        return
+    pickled = Path(adapter_dir) / "adapter_model.bin"
+    if pickled.is_file():
+        raise ModelNotFoundError(
+            f"adapter {adapter_dir} has its weights in {pickled.name}, a pickle that can run "
+            f"code when loaded; ragtune reads safetensors only: convert them to {ADAPTER_WEIGHTS}"
+        )
+    raise ModelNotFoundError(f"adapter {adapter_dir} has no weights ({ADAPTER_WEIGHTS})")

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Protocol, TypedDict, runtime_checkable
 
 from ragtune.errors import ModelNotFoundError
+from ragtune.url_options import redact
 
 
 class ChatMessage(TypedDict):
@@ -78,8 +79,8 @@ def load_llm(spec: LLM | str | Path | None = None) -> LLM:
 
         return TransformersLLM.from_spec(text)
     if scheme:
-        raise ModelNotFoundError(f"unknown LLM spec {text!r}; expected {LLM_SPEC_HELP}")
+        raise ModelNotFoundError(f"unknown LLM spec {redact(text)!r}; expected {LLM_SPEC_HELP}")
     path = Path(text).expanduser()
     if path.suffix.lower() != ".gguf":
-        raise ModelNotFoundError(f"{text}: expected {LLM_SPEC_HELP}")
+        raise ModelNotFoundError(f"{redact(text)}: expected {LLM_SPEC_HELP}")
     return LlamaCppLLM(path)

@@ -16,7 +16,14 @@ one, as llama-server and vLLM do: it is then read from ``/v1/models``),
 parameter stays in the URL (e.g. Azure's ``api-version``).
 
 The API key is read from ``$RAGTUNE_LLM_API_KEY`` or else ``$OPENAI_API_KEY``
-at each request; it is never stored on the object, put in a spec or printed.
+at each request; it is never stored on the object, put in a spec or printed (an
+error quoting it, from a server that echoes it, shows ``***``). A spec is given
+each time and never stored, so a URL may carry credentials too (``user:password@``,
+``?api_key=``); they are sent, and every message and ``repr`` shows the URL
+without them.
+
+``timeout`` bounds each request's whole response, a streamed answer included,
+not only each read: a server that drips bytes cannot hold the caller.
 """
 
 from __future__ import annotations
@@ -33,9 +40,10 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
+from ragtune.deadline import Deadline, deadline_client
 from ragtune.errors import LLMError
 from ragtune.llm.base import ChatMessage
-from ragtune.url_options import split_url_options
+from ragtune.url_options import redact, split_url_options
 
 API_KEY_VARS = ("RAGTUNE_LLM_API_KEY", "OPENAI_API_KEY")
 RETRY_STATUSES = frozenset({429, 503})
@@ -53,9 +61,9 @@ class LLMEndpointError(LLMError):
     """The endpoint failed; the message names it and says how, on one line."""
 
     def __init__(self, url: str, reason: str, status: int | None = None) -> None:
-        super().__init__(f"LLM endpoint {url}: {reason}")
-        self.url = url
-        self.reason = reason
+        super().__init__(redact(f"LLM endpoint {url}: {reason}", *_api_keys()))
+        self.url = redact(url)
+        self.reason = redact(reason, *_api_keys())
         self.status = status
 
 
@@ -80,16 +88,13 @@ class OpenAICompatibleLLM:
         temperature: float = 0.0,
         extra_body: Mapping[str, Any] | None = None,
     ) -> None:
+        shown = redact(base_url)
         if not base_url.startswith(("http://", "https://")) or not urlsplit(base_url).netloc:
-            raise LLMConfigError(f"LLM endpoint {base_url!r} is not an http(s) URL")
+            raise LLMConfigError(f"LLM endpoint {shown!r} is not an http(s) URL")
         if context_window is not None and context_window < 16:
-            raise LLMConfigError(
-                f"LLM endpoint {base_url}: context window {context_window} too small"
-            )
+            raise LLMConfigError(f"LLM endpoint {shown}: context window {context_window} too small")
         if timeout <= 0 or retries < 0 or backoff < 0:
-            raise LLMConfigError(
-                f"LLM endpoint {base_url}: timeout, retries or backoff out of range"
-            )
+            raise LLMConfigError(f"LLM endpoint {shown}: timeout, retries or backoff out of range")
         parts = urlsplit(base_url)
         self.base_url = urlunsplit(
             (parts.scheme, parts.netloc, parts.path.rstrip("/"), parts.query, "")
@@ -120,7 +125,7 @@ class OpenAICompatibleLLM:
                 temperature=float(options.get("temperature") or 0.0),
             )
         except ValueError:
-            raise LLMConfigError(f"LLM spec {url!r} has a malformed option") from None
+            raise LLMConfigError(f"LLM spec {redact(url)!r} has a malformed option") from None
 
     # -- the LLM protocol -------------------------------------------------------
 
@@ -137,7 +142,7 @@ class OpenAICompatibleLLM:
         if len(ids) == 1 and isinstance(ids[0], str) and ids[0]:
             return ids[0]
         raise LLMConfigError(
-            f"LLM endpoint {self.base_url}: no model named; add ?model=NAME to the spec"
+            f"LLM endpoint {redact(self.base_url)}: no model named; add ?model=NAME to the spec"
         )
 
     @cached_property
@@ -167,9 +172,13 @@ class OpenAICompatibleLLM:
         return _message_content(url, _json(url, response)).strip()
 
     def stream_chat(self, messages: list[ChatMessage], max_tokens: int = 256) -> Iterator[str]:
-        """Yield the answer piece by piece as the server sends it."""
+        """Yield the answer piece by piece as the server sends it, all within ``timeout``."""
         url = self._url("/chat/completions")
         payload = self._payload(messages, max_tokens, stream=True)
+        with self._deadline.within(self.timeout):
+            yield from self._stream_pieces(url, payload)
+
+    def _stream_pieces(self, url: str, payload: dict[str, Any]) -> Iterator[str]:
         attempt = 0
         while True:
             with (
@@ -194,8 +203,13 @@ class OpenAICompatibleLLM:
     # -- HTTP ------------------------------------------------------------------
 
     @cached_property
+    def _deadline(self) -> Deadline:
+        return Deadline()
+
+    @cached_property
     def _client(self) -> httpx.Client:
-        return httpx.Client(timeout=httpx.Timeout(self.timeout, connect=min(self.timeout, 10.0)))
+        timeout = httpx.Timeout(self.timeout, connect=min(self.timeout, 10.0))
+        return deadline_client(self._deadline, timeout=timeout)
 
     def close(self) -> None:
         if "_client" in self.__dict__:
@@ -212,7 +226,7 @@ class OpenAICompatibleLLM:
 
     def _headers(self) -> dict[str, str]:
         headers = {"Accept": "application/json, text/event-stream"}
-        key = next((os.environ[v] for v in API_KEY_VARS if os.environ.get(v)), None)
+        key = next(iter(_api_keys()), None)
         if key:
             headers["Authorization"] = f"Bearer {key}"
         return headers
@@ -229,6 +243,11 @@ class OpenAICompatibleLLM:
             **self.extra_body,
         }
 
+    def _exchange(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        """One request and its whole response, within ``timeout`` seconds."""
+        with self._transport_errors(url), self._deadline.within(self.timeout):
+            return self._client.request(method, url, headers=self._headers(), **kwargs)
+
     @contextmanager
     def _transport_errors(self, url: str) -> Iterator[None]:
         """Turn httpx's transport failures into one-line LLMEndpointErrors."""
@@ -243,8 +262,7 @@ class OpenAICompatibleLLM:
         """POST with retries on 429/503; any other HTTP error raises."""
         attempt = 0
         while True:
-            with self._transport_errors(url):
-                response = self._client.post(url, json=payload, headers=self._headers())
+            response = self._exchange("POST", url, json=payload)
             if response.status_code in RETRY_STATUSES and attempt < self.retries:
                 time.sleep(self._delay(attempt, response))
                 attempt += 1
@@ -255,8 +273,7 @@ class OpenAICompatibleLLM:
 
     def _get_json(self, url: str) -> Any:
         """A probe: the JSON body, or None when the server has no such route."""
-        with self._transport_errors(url):
-            response = self._client.get(url, headers=self._headers())
+        response = self._exchange("GET", url)
         if response.status_code != 200:
             return None
         try:
@@ -301,8 +318,7 @@ class OpenAICompatibleLLM:
         payload = {"content": text, "prompt": text, "model": self._model or ""}
         if not self._model:
             payload.pop("model")
-        with self._transport_errors(url):
-            response = self._client.post(url, json=payload, headers=self._headers())
+        response = self._exchange("POST", url, json=payload)
         tokens = None
         if response.status_code == 200:
             try:
@@ -317,7 +333,12 @@ class OpenAICompatibleLLM:
         return len(tokens)
 
     def __repr__(self) -> str:
-        return f"OpenAICompatibleLLM({self.base_url!r}, model={self._model!r})"
+        return f"OpenAICompatibleLLM({redact(self.base_url)!r}, model={self._model!r})"
+
+
+def _api_keys() -> list[str]:
+    """The API keys the environment holds, in the order they are looked for."""
+    return [os.environ[name] for name in API_KEY_VARS if os.environ.get(name)]
 
 
 def _connection_reason(error: httpx.TransportError) -> str:

@@ -2,8 +2,9 @@
 
 The spec is ``hf:DIR`` or ``hf:DIR#adapter=ADAPTER_DIR`` (also ``&context=N``). The
 directory is what ``save_pretrained`` writes: ``config.json``, the weights, and a
-tokenizer with a chat template. Decoding is greedy with the same repetition penalty
-as the llama.cpp backend, so answers are repeatable.
+tokenizer with a chat template. Weights load from safetensors only (a ``.bin`` is a pickle
+that can run code), and a model's own Python code never runs. Decoding is greedy with the
+same repetition penalty as the llama.cpp backend, so answers are repeatable.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ragtune.errors import LLMError, ModelNotFoundError, one_line
-from ragtune.llm.adapters import adapter_base, is_adapter_dir
+from ragtune.llm.adapters import adapter_base, check_adapter_weights, is_adapter_dir
 from ragtune.llm.base import ChatMessage
 from ragtune.runtime import configure_torch_threads
 
@@ -105,8 +106,11 @@ class TransformersLLM:
         configure_torch_threads()
         if self.threads:
             torch.set_num_threads(self.threads)
+        _refuse_pickled_weights(self.model_dir)
         try:
-            model: Any = AutoModelForCausalLM.from_pretrained(self.model_dir)
+            model: Any = AutoModelForCausalLM.from_pretrained(
+                self.model_dir, use_safetensors=True, trust_remote_code=False
+            )
         except Exception as error:  # OSError, ValueError, safetensors and torch errors alike
             raise ModelNotFoundError(
                 f"cannot load the weights in {self.model_dir}: {one_line(error)}"
@@ -216,6 +220,17 @@ def _check_model_dir(path: Path) -> None:
         )
 
 
+def _refuse_pickled_weights(path: Path) -> None:
+    if any(path.glob("*.safetensors")):
+        return
+    pickled = sorted(path.glob("pytorch_model*.bin"))
+    if pickled:
+        raise ModelNotFoundError(
+            f"cannot load the weights in {path}: they are in {pickled[0].name}, a pickle that "
+            "can run code when loaded; ragtune reads safetensors only (convert them)"
+        )
+
+
 def _is_adapter_only(path: Path) -> bool:
     return is_adapter_dir(path) and not (path / "config.json").is_file()
 
@@ -225,6 +240,7 @@ def _check_adapter_dir(path: Path) -> None:
         raise ModelNotFoundError(f"adapter directory {path} does not exist")
     if not (path / "adapter_config.json").is_file():
         raise ModelNotFoundError(f"{path} has no adapter_config.json; it is not a PEFT adapter")
+    check_adapter_weights(path)
     if importlib.util.find_spec("peft") is None:
         raise LLMError("an adapter needs the peft package: pip install 'ragtune[hf]'")
 
@@ -233,18 +249,16 @@ def _load_config(path: Path) -> Any:
     from transformers import AutoConfig
 
     try:
-        return AutoConfig.from_pretrained(path)
+        return AutoConfig.from_pretrained(path, trust_remote_code=False)
     except Exception as error:
-        raise ModelNotFoundError(
-            f"cannot read {path / 'config.json'}: {one_line(error)}"
-        ) from None
+        raise ModelNotFoundError(f"cannot read {path / 'config.json'}: {one_line(error)}") from None
 
 
 def _load_tokenizer(path: Path) -> Any:
     from transformers import AutoTokenizer
 
     try:
-        tokenizer = AutoTokenizer.from_pretrained(path)
+        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
     except Exception as error:
         raise ModelNotFoundError(f"no usable tokenizer in {path}: {one_line(error)}") from None
     if not getattr(tokenizer, "chat_template", None):

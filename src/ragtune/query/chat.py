@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING
 
 from ragtune.documents import NodeWithScore, Response
 from ragtune.index.vector_index import MAX_QUERY_CHARS
+from ragtune.query.terms import ANAPHORS, WORD, key_terms
 
 if TYPE_CHECKING:
     from ragtune.query.engine import RetrieverQueryEngine
@@ -43,42 +44,13 @@ if TYPE_CHECKING:
 MAX_TOPIC_WORDS = 12
 
 
-def _words(text: str) -> frozenset[str]:
-    return frozenset(text.split())
-
-
-ANAPHORS = _words(
-    "it its itself they them their theirs themselves that this these those one ones "
-    "he him his she her hers"
-)
 ELLIPSIS_OPENINGS = ("and ", "also ", "what about ", "how about ", "what else", "same for ")
-STOP_WORDS = _words(
-    """a an the of to in on at for from by with about as into over under and or but not no
-    is are was were be been being am do does did doing have has had having can could will
-    would shall should may might must what which who whom whose when where why how much many
-    tell me please i you we us my your our there here than then so if also any some all
-    more most very just get got give"""
-)
-_WORD = re.compile(r"[\w'-]+")
 _MARKER = re.compile(r"\s*\[\s*\d+(?:\s*,\s*\d+)*\s*\]")
-
-
-def key_terms(text: str) -> list[str]:
-    """The content words of ``text``, lowercased, in order, without repeats."""
-    terms: list[str] = []
-    for word in _WORD.findall(text.casefold()):
-        word = word.strip("'-")
-        if word.endswith("'s"):
-            word = word[:-2]
-        if not word or word in STOP_WORDS or word in ANAPHORS or word in terms:
-            continue
-        terms.append(word)
-    return terms
 
 
 def is_follow_up(question: str) -> bool:
     """Whether ``question`` leans on an earlier turn (the rule in the module's docstring)."""
-    words = {word.strip("'-") for word in _WORD.findall(question.casefold())}
+    words = {word.strip("'-") for word in WORD.findall(question.casefold())}
     words |= {word[:-2] for word in words if word.endswith("'s")}
     opening = " ".join(question.casefold().split()) + " "
     return (

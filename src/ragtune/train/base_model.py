@@ -32,7 +32,9 @@ from ragtune.runtime import cache_dir
 DEFAULT_NAMES = ("smollm2", "default")
 SOURCE_FILE = "ragtune_source.json"  # the GGUF a converted directory came from
 GGUF_MAGIC = b"GGUF"
-_WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
+_WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json")
+# Pickles, which can run code when loaded: ragtune reads weights from safetensors only.
+_PICKLED_WEIGHT_FILES = ("pytorch_model.bin", "pytorch_model.bin.index.json")
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json")
 _HASH_BLOCK = 1 << 20
 
@@ -43,15 +45,13 @@ def resolve_base_model(spec: str | Path | None) -> Path:
     ``None``, ``"smollm2"`` or ``"default"``: the bundled SmolLM2. A path ending in ``.gguf``
     (or ``gguf:PATH``): that file, converted and cached. A directory: checked and returned.
     """
-    if spec is None or str(spec).strip().lower() in DEFAULT_NAMES:
+    path = spec_path(spec)
+    if path is None:
         from ragtune.assets import DEFAULT_LLM
 
         return converted_gguf(DEFAULT_LLM.require())
     text = str(spec).strip()
-    if text.lower().startswith("gguf:"):
-        return converted_gguf(Path(text[5:]).expanduser())
-    path = Path(text).expanduser()
-    if path.suffix.lower() == ".gguf":
+    if text.lower().startswith("gguf:") or path.suffix.lower() == ".gguf":
         return converted_gguf(path)
     if not path.exists():
         if _looks_like_hub_id(text):
@@ -64,6 +64,25 @@ def resolve_base_model(spec: str | Path | None) -> Path:
     return path
 
 
+def spec_path(spec: str | Path | None) -> Path | None:
+    """The file or directory a base model spec names; None for the bundled SmolLM2."""
+    if spec is None or str(spec).strip().lower() in DEFAULT_NAMES:
+        return None
+    text = str(spec).strip()
+    if text.lower().startswith("gguf:"):
+        text = text[5:]
+    return Path(text).expanduser()
+
+
+def recorded_gguf(model_dir: Path) -> Path | None:
+    """The GGUF file a converted directory came from, as its ``ragtune_source.json`` says."""
+    try:
+        record = json.loads((model_dir / SOURCE_FILE).read_text(encoding="utf-8"))
+        return Path(record["gguf"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def check_model_dir(path: Path) -> None:
     """Raise ModelNotFoundError unless ``path`` holds config.json, weights and a tokenizer."""
     if not path.is_dir():
@@ -71,6 +90,12 @@ def check_model_dir(path: Path) -> None:
     if not (path / "config.json").is_file():
         raise ModelNotFoundError(f"base model {path} has no config.json")
     if not _has_weights(path):
+        pickled = [name for name in _PICKLED_WEIGHT_FILES if (path / name).is_file()]
+        if pickled:
+            raise ModelNotFoundError(
+                f"base model {path} has its weights in {pickled[0]}, a pickle that can run code "
+                "when loaded; ragtune reads safetensors only: convert them to model.safetensors"
+            )
         raise ModelNotFoundError(f"base model {path} has no weights (*.safetensors)")
     if not any((path / name).is_file() for name in _TOKENIZER_FILES):
         raise ModelNotFoundError(f"base model {path} has no tokenizer (tokenizer.json)")
@@ -226,6 +251,7 @@ def _skip_value(data: mmap.mmap, offset: int, kind: int) -> int:
 
 def _convert_into_place(gguf_file: Path, digest: str, target: Path) -> None:
     from rich.console import Console
+    from rich.text import Text
     from safetensors import SafetensorError
 
     if target.exists():  # a partial or damaged directory: rebuild it
@@ -235,8 +261,8 @@ def _convert_into_place(gguf_file: Path, digest: str, target: Path) -> None:
     try:
         # Bound to the real stderr now: _convert silences sys.stderr while transformers runs.
         console = Console(file=sys.stderr)
-        with console.status(
-            f"Converting {gguf_file.name} to plain weights, once; cached at {target}"
+        with console.status(  # Text: a "[" in a path is not Rich markup
+            Text(f"Converting {gguf_file.name} to plain weights, once; cached at {target}")
         ):
             _convert(gguf_file, scratch)
             (scratch / SOURCE_FILE).write_text(
@@ -269,9 +295,14 @@ def _convert(gguf_file: Path, where: Path) -> None:
         # transformers' GGUF reader draws its own tqdm bar on sys.stderr, which no logging
         # switch turns off; it would tear through the Rich status line.
         with contextlib.redirect_stderr(io.StringIO()):
-            tokenizer = AutoTokenizer.from_pretrained(gguf_file.parent, gguf_file=gguf_file.name)
+            tokenizer = AutoTokenizer.from_pretrained(
+                gguf_file.parent, gguf_file=gguf_file.name, trust_remote_code=False
+            )
             loaded: Any = AutoModelForCausalLM.from_pretrained(
-                gguf_file.parent, gguf_file=gguf_file.name, dtype=torch.float32
+                gguf_file.parent,
+                gguf_file=gguf_file.name,
+                dtype=torch.float32,
+                trust_remote_code=False,
             )
     except Exception as error:  # unsupported architecture, bad tensors, ...
         raise ModelNotFoundError(

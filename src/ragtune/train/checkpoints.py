@@ -5,15 +5,22 @@ does ``latest`` (a one-line file, replaced atomically) point at it. A save that 
 halfway leaves the previous checkpoint as the latest and removes its own debris.
 
     OUTPUT/checkpoints/step-00000100/trainable.safetensors   trainable weights only
-                                    /optimizer.pt, scheduler.pt
+                                    /optimizer.pt, scheduler.pt, rng.pt
                                     /state.json              step, loss history, config
     OUTPUT/checkpoints/latest                                "step-00000100"
+
+A checkpoint is data, never code. The ``.pt`` files hold tensors and plain values only and
+are read with ``torch.load(weights_only=True)``, which refuses anything else (a pickle
+crafted to run code on loading included); ``latest`` may only name a ``step-`` directory
+beside it.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import pickle
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +32,9 @@ if TYPE_CHECKING:  # torch is imported where used: a bad dataset fails before it
     import torch
 
 LATEST = "latest"
+_STEP_NAME = re.compile(r"step-\d{8}")
+# torch.load's weights_only check could be bypassed before 2.6 (CVE-2025-32434).
+SAFE_TORCH_LOAD = (2, 6)
 
 
 @dataclass
@@ -161,7 +171,9 @@ def latest_name(output: Path) -> str | None:
     pointer = checkpoint_dir(output) / LATEST
     try:
         name = pointer.read_text(encoding="utf-8").strip()
-    except (FileNotFoundError, UnicodeDecodeError):
+    except (FileNotFoundError, NotADirectoryError, UnicodeDecodeError):
+        return None
+    if not _STEP_NAME.fullmatch(name):  # never a path out of the run
         return None
     return name if (checkpoint_dir(output) / name / "state.json").is_file() else None
 
@@ -175,7 +187,22 @@ def load_latest(output: Path) -> Checkpoint | None:
         state = json.loads((path / "state.json").read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:
         raise TrainingError(f"checkpoint {path} is damaged ({error})") from None
+    problem = _state_problem(state)
+    if problem:
+        raise TrainingError(f"checkpoint {path} is damaged ({problem} in state.json)")
     return Checkpoint(path, state)
+
+
+def _state_problem(state: Any) -> str | None:
+    if not isinstance(state, dict):
+        return "not a JSON object"
+    step = state.get("step")
+    if not isinstance(step, int) or isinstance(step, bool) or step < 0:
+        return f"step {step!r}"
+    for key, kind in (("history", list), ("config", dict)):
+        if key in state and not isinstance(state[key], kind):
+            return f"{key} is not a {kind.__name__}"
+    return None
 
 
 def restore(
@@ -187,6 +214,7 @@ def restore(
     import torch
     from safetensors.torch import load_file
 
+    _require_safe_torch_load(checkpoint.path)
     try:
         weights = load_file(str(checkpoint.path / "trainable.safetensors"))
         expected = set(trainable_state(model))
@@ -194,10 +222,50 @@ def restore(
             raise TrainingError(
                 f"checkpoint {checkpoint.path} was made for a different model or method"
             )
+        optimizer_state = _read_plain(checkpoint.path / "optimizer.pt", dict)
+        scheduler_state = _read_plain(checkpoint.path / "scheduler.pt", dict)
+        rng_state = _read_plain(checkpoint.path / "rng.pt", torch.Tensor)
+        foreign = set(scheduler_state) - set(scheduler.state_dict())
+        if foreign:
+            raise TrainingError(
+                f"cannot resume from {checkpoint.path}: scheduler.pt holds keys no scheduler "
+                f"has ({', '.join(sorted(map(str, foreign)))})"
+            )
         model.load_state_dict(weights, strict=False)
-        optimizer.load_state_dict(torch.load(checkpoint.path / "optimizer.pt", weights_only=True))
-        scheduler.load_state_dict(torch.load(checkpoint.path / "scheduler.pt", weights_only=False))
-        torch.set_rng_state(torch.load(checkpoint.path / "rng.pt", weights_only=True))
-    except (OSError, RuntimeError, ValueError) as error:
-        text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise TrainingError(f"cannot resume from {checkpoint.path}: {text}") from None
+        optimizer.load_state_dict(optimizer_state)
+        scheduler.load_state_dict(scheduler_state)
+        torch.set_rng_state(rng_state)
+    except (OSError, RuntimeError, ValueError, TypeError, KeyError, AttributeError) as error:
+        raise TrainingError(f"cannot resume from {checkpoint.path}: {first_line(error)}") from None
+
+
+def _require_safe_torch_load(path: Path) -> None:
+    import torch
+
+    release = re.match(r"(\d+)\.(\d+)", torch.__version__)
+    if release is None or (int(release[1]), int(release[2])) < SAFE_TORCH_LOAD:
+        raise TrainingError(
+            f"cannot resume from {path} with torch {torch.__version__}: its loading of "
+            "checkpoints can run code from a crafted file (CVE-2025-32434); "
+            "upgrade to torch 2.6 or newer"
+        )
+
+
+def _read_plain(path: Path, kind: type) -> Any:
+    """A torch-saved file, read as tensors and plain values only: never as code."""
+    import torch
+
+    try:
+        value = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise TrainingError(
+            f"cannot resume from {path.parent}: {path.name} holds objects other than tensors "
+            "and plain values (a checkpoint ragtune did not write, perhaps crafted to run "
+            "code); it was not loaded"
+        ) from None
+    if not isinstance(value, kind):
+        raise TrainingError(
+            f"cannot resume from {path.parent}: {path.name} holds a {type(value).__name__}, "
+            f"not a {kind.__name__}"
+        )
+    return value

@@ -29,7 +29,8 @@ import numpy as np
 
 from ragtune.errors import ModelNotFoundError, TrainingError, is_disk_full
 from ragtune.llm.adapters import is_adapter_dir
-from ragtune.train.base_model import SOURCE_FILE, check_model_dir
+from ragtune.train.base_model import check_model_dir, recorded_gguf
+from ragtune.train.outputs import check_parents, refuse_existing, within
 
 FORMATS = ("f32", "f16", "q8_0")
 SUPPORTED_ARCHITECTURES = ("LlamaForCausalLM",)
@@ -57,11 +58,14 @@ def export_gguf(
     output: Path,
     fmt: str = "f16",
     *,
+    overwrite: bool = False,
     progress: Progress | None = None,
 ) -> Path:
     """Write the model in ``model_dir`` (or a PEFT adapter dir, merged first) to ``output``.
 
-    ``fmt`` is f32, f16 or q8_0. The file appears at ``output`` only once it is complete.
+    ``fmt`` is f32, f16 or q8_0. The file appears at ``output`` only once it is complete. An
+    existing ``output`` is replaced only with ``overwrite``, and never when it is one of the
+    files the export reads.
     """
     import gguf
 
@@ -71,7 +75,11 @@ def export_gguf(
         raise TrainingError(f"unknown GGUF type {fmt!r}; choose one of {', '.join(FORMATS)}")
     if output.is_dir():
         raise TrainingError(f"output {output} is a directory; give a file name ending in .gguf")
-    source = _open_model(model_dir)
+    check_parents(output)
+    directories = _model_dirs(model_dir)
+    _refuse_replacing_inputs(output, directories)
+    refuse_existing(output, overwrite)
+    source = _open_model(model_dir, directories[-1])
     config = source.config
     _check_architecture(config, model_dir)
     plan = _plan(source, config, fmt)
@@ -134,12 +142,9 @@ class _SafetensorsSource(_Source):
 class _MergedSource(_Source):
     """A PEFT adapter folded into its base in memory (nothing is written besides the GGUF)."""
 
-    def __init__(self, adapter_dir: Path) -> None:
-        from ragtune.llm.adapters import adapter_base
-        from ragtune.train.base_model import resolve_base_model
+    def __init__(self, adapter_dir: Path, base_dir: Path) -> None:
         from ragtune.train.merge import merged_model
 
-        base_dir = resolve_base_model(adapter_base(adapter_dir))
         model, _ = merged_model(adapter_dir, base_dir)
         self.state = {name: tensor.detach() for name, tensor in model.state_dict().items()}
         tokenizer_dir = adapter_dir if (adapter_dir / "tokenizer.json").is_file() else base_dir
@@ -152,12 +157,62 @@ class _MergedSource(_Source):
         return np.asarray(self.state[name].float().numpy())
 
 
-def _open_model(model_dir: Path) -> _Source:
+def _model_dirs(model_dir: Path) -> list[Path]:
+    """The directories whose files the export reads; the last is the model's origin (the
+    adapter's base), which may record the GGUF it was converted from."""
     if not model_dir.exists():
         raise ModelNotFoundError(f"model {model_dir} does not exist")
     if is_adapter_dir(model_dir):
-        return _MergedSource(model_dir)
+        from ragtune.llm.adapters import adapter_base
+        from ragtune.train.base_model import resolve_base_model
+
+        return [model_dir, resolve_base_model(adapter_base(model_dir))]
     check_model_dir(model_dir)
+    return [model_dir]
+
+
+def _refuse_replacing_inputs(output: Path, directories: list[Path]) -> None:
+    """The GGUF is renamed over whatever ``output`` names: never a file the export reads.
+
+    An earlier GGUF in the model directory may be replaced (with --overwrite), unless it is
+    the one the model was converted from.
+    """
+    source = recorded_gguf(directories[-1])
+    # The name that is replaced, and where it leads when it is a symlink.
+    for path in (Path(os.path.realpath(output.parent)) / output.name, output.resolve()):
+        if not os.path.lexists(path):
+            continue
+        if source is not None and _same_file(path, source):
+            raise TrainingError(
+                f"output {output} is the GGUF file the model was converted from ({source}); "
+                "choose another output"
+            )
+        for directory in directories:
+            if within(path, directory) and not _is_gguf(path):
+                raise TrainingError(
+                    f"output {output} would replace {path.name} in the model directory "
+                    f"{directory} that the export reads; choose another output"
+                )
+
+
+def _same_file(first: Path, second: Path) -> bool:
+    try:
+        return os.path.samefile(first, second)
+    except OSError:
+        return False
+
+
+def _is_gguf(path: Path) -> bool:
+    try:
+        with path.open("rb") as handle:
+            return handle.read(4) == b"GGUF"
+    except OSError:
+        return False
+
+
+def _open_model(model_dir: Path, origin_dir: Path) -> _Source:
+    if is_adapter_dir(model_dir):
+        return _MergedSource(model_dir, origin_dir)
     try:
         config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:
@@ -313,14 +368,13 @@ def _copy_source_tokenizer(
     """Copy the converted-from GGUF's ``tokenizer.*`` keys when its vocabulary is the model's."""
     import gguf
 
-    record = origin_dir / SOURCE_FILE
-    if not record.is_file():
+    source = recorded_gguf(origin_dir)
+    if source is None:
         return False
     try:
-        source = Path(json.loads(record.read_text(encoding="utf-8"))["gguf"])
         reader = gguf.GGUFReader(source)
-    except (OSError, ValueError, KeyError, TypeError):
-        return False  # the source moved or is unreadable: build from tokenizer.json instead
+    except Exception:  # moved, unreadable or malformed: build from tokenizer.json instead
+        return False
     fields = {name: field for name, field in reader.fields.items() if name.startswith("tokenizer.")}
     if "tokenizer.ggml.tokens" not in fields:
         return False

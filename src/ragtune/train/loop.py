@@ -15,7 +15,6 @@ import resource
 import time
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -25,6 +24,7 @@ from ragtune.errors import TrainingError
 from ragtune.train import checkpoints
 from ragtune.train.config import TrainConfig, config_as_dict
 from ragtune.train.progress import TrainingProgress
+from ragtune.train.report import RunResult, plot_losses
 
 # Batches are formed within windows of this many batches sorted by length, so a batch
 # holds sequences of similar length and little padding (as Trainer's group_by_length).
@@ -47,28 +47,6 @@ class Objective(Protocol):
     def evaluate(
         self, network: torch.nn.Module, batch: dict[str, torch.Tensor]
     ) -> tuple[float, int, dict[str, float]]: ...
-
-
-@dataclass
-class RunResult:
-    """What the closing summary reports."""
-
-    steps: int
-    seconds: float  # the whole loop, evaluation and checkpoints included
-    train_seconds: float  # optimizer steps only: what tokens/s is measured over
-    tokens: int
-    peak_rss_mb: float
-    peak_gpu_mb: float | None
-    final_loss: float | None
-    eval_loss_start: float | None
-    eval_loss_end: float | None
-    history: list[dict[str, Any]] = field(default_factory=list)
-    resumed_from: int | None = None
-    extra: dict[str, float] = field(default_factory=dict)
-
-    @property
-    def tokens_per_second(self) -> float:
-        return self.tokens / self.train_seconds if self.train_seconds > 0 else 0.0
 
 
 def epoch_batches(
@@ -325,8 +303,6 @@ class Trainer:
 
 def write_metrics(output: Path, history: list[dict[str, Any]]) -> None:
     """metrics.jsonl (one line per step) and loss.png, rewritten whole: a resume continues them."""
-    from ragtune.train.report import plot_losses
-
     lines = "".join(json.dumps(record) + "\n" for record in history)
     try:
         (output / "metrics.jsonl").write_text(lines, encoding="utf-8")

@@ -2,7 +2,8 @@
 
 ``W' = W + (alpha / r) * B @ A`` for every adapted layer (PEFT's ``merge_and_unload``); the
 result is written as safetensors beside the tokenizer, into a temporary directory that is
-renamed into place, so a failure never leaves a half-written model at ``output_dir``.
+renamed into place, so a failure never leaves a half-written model at ``output_dir``. That
+rename replaces ``output_dir`` whole, so it may not hold the adapter or the base it reads.
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from ragtune.errors import ModelNotFoundError, TrainingError, is_disk_full, one_line
-from ragtune.llm.adapters import adapter_base, read_adapter_config
-from ragtune.train.base_model import SOURCE_FILE, resolve_base_model
+from ragtune.llm.adapters import adapter_base, check_adapter_weights, read_adapter_config
+from ragtune.train.base_model import SOURCE_FILE, recorded_gguf, resolve_base_model, spec_path
+from ragtune.train.outputs import check_parents, refuse_inputs_within
 
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
 
@@ -35,8 +37,13 @@ def merge_adapter(
     """
     adapter_dir = Path(adapter_dir).expanduser()
     output_dir = Path(output_dir).expanduser()
+    if output_dir.exists() and not output_dir.is_dir():
+        raise TrainingError(f"output {output_dir} exists and is not a directory")
+    check_parents(output_dir)
     base_dir = resolve_base_model(base if base is not None else adapter_base(adapter_dir))
-    _check_output(output_dir, overwrite)
+    refuse_inputs_within(output_dir, _inputs(adapter_dir, base, base_dir))
+    if output_dir.is_dir() and any(output_dir.iterdir()) and not overwrite:
+        raise TrainingError(f"output {output_dir} is not empty; pass --overwrite to replace it")
     merged, tokenizer = merged_model(adapter_dir, base_dir)
     _save_atomically(merged, tokenizer, base_dir, output_dir)
     return output_dir
@@ -54,8 +61,11 @@ def merged_model(adapter_dir: Path, base_dir: Path) -> tuple[Any, Any]:
     configure_torch_threads()
     transformers_logging.disable_progress_bar()  # the CLI shows its own status line
     read_adapter_config(adapter_dir)  # a clear error before transformers' own
+    check_adapter_weights(adapter_dir)
     try:
-        model: Any = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
+        model: Any = AutoModelForCausalLM.from_pretrained(
+            base_dir, dtype=torch.float32, use_safetensors=True, trust_remote_code=False
+        )
     except Exception as error:  # OSError, ValueError, safetensors errors alike
         raise ModelNotFoundError(
             f"cannot load the base model {base_dir}: {one_line(error)}"
@@ -70,15 +80,22 @@ def merged_model(adapter_dir: Path, base_dir: Path) -> tuple[Any, Any]:
             f"cannot apply the adapter {adapter_dir} to {base_dir}: {one_line(error)}"
         ) from None
     tokenizer_dir = adapter_dir if _has_tokenizer(adapter_dir) else base_dir
-    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir, trust_remote_code=False)
+    except Exception as error:  # a tokenizer that asks for its own code, a damaged file
+        raise ModelNotFoundError(
+            f"cannot load the tokenizer in {tokenizer_dir}: {one_line(error)}"
+        ) from None
     return merged.eval(), tokenizer
 
 
-def _check_output(output_dir: Path, overwrite: bool) -> None:
-    if output_dir.exists() and not output_dir.is_dir():
-        raise TrainingError(f"output {output_dir} exists and is not a directory")
-    if output_dir.is_dir() and any(output_dir.iterdir()) and not overwrite:
-        raise TrainingError(f"output {output_dir} is not empty; pass --overwrite to replace it")
+def _inputs(adapter_dir: Path, base: str | Path | None, base_dir: Path) -> list[tuple[str, Path]]:
+    """What a merge reads, a GGUF base (converted into the cache) and its record included."""
+    named = [("adapter", adapter_dir), ("base model", base_dir)]
+    for label, path in (("base model", spec_path(base)), ("base's GGUF", recorded_gguf(base_dir))):
+        if path is not None:
+            named.append((label, path))
+    return named
 
 
 def _save_atomically(merged: Any, tokenizer: Any, base_dir: Path, output_dir: Path) -> None:

@@ -38,7 +38,8 @@ def load_model(model_dir: Path, config: TrainConfig, dtype: torch.dtype) -> Any:
     """The base model, wrapped for LoRA when asked; trainable parameters only where meant."""
     from transformers import AutoModelForCausalLM
 
-    kwargs: dict[str, Any] = {"dtype": dtype}
+    # Weights from safetensors only (a .bin is a pickle), and never a model's own code.
+    kwargs: dict[str, Any] = {"dtype": dtype, "use_safetensors": True, "trust_remote_code": False}
     if config.qlora:
         kwargs.update(_qlora_kwargs(dtype))
     # Full fine-tuning keeps fp32 master weights; accelerate's autocast does bf16 math.

@@ -2,10 +2,31 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ragtune.train.loop import RunResult
+
+@dataclass
+class RunResult:
+    """What the closing summary reports."""
+
+    steps: int
+    seconds: float  # the whole loop, evaluation and checkpoints included
+    train_seconds: float  # optimizer steps only: what tokens/s is measured over
+    tokens: int
+    peak_rss_mb: float
+    peak_gpu_mb: float | None
+    final_loss: float | None
+    eval_loss_start: float | None
+    eval_loss_end: float | None
+    history: list[dict[str, Any]] = field(default_factory=list)
+    resumed_from: int | None = None
+    extra: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.tokens / self.train_seconds if self.train_seconds > 0 else 0.0
 
 
 def plot_losses(history: list[dict[str, Any]], path: Path) -> None:

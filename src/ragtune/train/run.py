@@ -19,10 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ragtune.errors import DatasetError, TrainingError
+from ragtune.errors import DatasetError, TrainingError, one_line
 from ragtune.train import checkpoints
 from ragtune.train.config import TrainConfig, config_as_dict
 from ragtune.train.encode import EncodeReport
+from ragtune.train.outputs import check_parents, refuse_inputs_within
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +32,7 @@ log = logging.getLogger(__name__)
 class RunOutcome:
     saved: Path  # OUTPUT/adapter (LoRA) or OUTPUT/model (full)
     base: Path
-    result: Any  # loop.RunResult
+    result: Any  # report.RunResult
     encoding: EncodeReport
     train_examples: int
     eval_examples: int
@@ -41,13 +42,22 @@ def final_dir(config: TrainConfig) -> Path:
     return Path(config.output) / ("adapter" if config.method == "lora" else "model")
 
 
+# What a run writes in its output directory besides checkpoints/ and adapter/ or model/.
+RUN_FILES = ("config.yaml", "summary.json", "metrics.jsonl", "loss.png")
+
+
 def check_output(
     config: TrainConfig, resume: bool, overwrite: bool
 ) -> checkpoints.Checkpoint | None:
-    """Never start over a previous run's work by accident; find what to resume."""
+    """Never start over a previous run's work by accident, nor write over an input; find
+    what to resume. Nothing is removed here: see ``clear_previous_run``."""
     output = Path(config.output)
     if output.exists() and not output.is_dir():
         raise TrainingError(f"output {output} is a file, not a directory")
+    check_parents(output)
+    inputs = run_inputs(config)
+    for written in written_paths(config):
+        refuse_inputs_within(written, inputs, output=output)
     latest = checkpoints.load_latest(output)
     if resume:
         if latest is None:
@@ -59,10 +69,33 @@ def check_output(
             f"{output} already holds a training run; use --resume to continue it, "
             "--overwrite to start over, or another --output"
         )
-    if previous:
-        shutil.rmtree(checkpoints.checkpoint_dir(output), ignore_errors=True)
-        shutil.rmtree(final_dir(config), ignore_errors=True)
     return None
+
+
+def written_paths(config: TrainConfig) -> list[Path]:
+    """What a run writes, or removes to start over (--overwrite)."""
+    output = Path(config.output)
+    return [checkpoints.checkpoint_dir(output), final_dir(config)] + [
+        output / name for name in RUN_FILES
+    ]
+
+
+def run_inputs(config: TrainConfig) -> list[tuple[str, Path]]:
+    from ragtune.train.base_model import spec_path
+
+    named = [
+        ("training data", config.data),
+        ("index", config.from_index),
+        ("base model", spec_path(config.base)),
+    ]
+    return [(label, Path(path).expanduser()) for label, path in named if path is not None]
+
+
+def clear_previous_run(config: TrainConfig) -> None:
+    """Remove an earlier run's checkpoints and model (--overwrite): only once the new run
+    has its data, its model and its settings, so a typo in them loses nothing."""
+    shutil.rmtree(checkpoints.checkpoint_dir(Path(config.output)), ignore_errors=True)
+    shutil.rmtree(final_dir(config), ignore_errors=True)
 
 
 def split_eval(items: Sequence[Any], fraction: float, seed: int) -> tuple[list[Any], list[Any]]:
@@ -175,7 +208,6 @@ def train(
 
     import torch
     from accelerate.utils import set_seed
-    from transformers import AutoTokenizer
     from transformers.utils import logging as transformers_logging
 
     from ragtune.train.base_model import resolve_base_model
@@ -187,7 +219,7 @@ def train(
         check_resumable(config, checkpoint)
     base = resolve_base_model(config.base)
     transformers_logging.disable_progress_bar()  # ours is the one progress bar
-    tokenizer = prepare_tokenizer(AutoTokenizer.from_pretrained(base))
+    tokenizer = prepare_tokenizer(load_tokenizer(base))
     examples, report = encode(config, objective_name, tokenizer, records)
     train_items, eval_items = split_eval(examples, config.eval_fraction, config.seed)
 
@@ -203,6 +235,8 @@ def train(
 
     output = Path(config.output)
     if accelerator.is_main_process:
+        if checkpoint is None:
+            clear_previous_run(config)
         output.mkdir(parents=True, exist_ok=True)
         _write_run_config(output, config, base)
     trainer = Trainer(
@@ -232,6 +266,15 @@ def train(
     return RunOutcome(saved, base, result, report, len(train_items), len(eval_items))
 
 
+def load_tokenizer(base: Path) -> Any:
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(base, trust_remote_code=False)
+    except Exception as error:  # asks for its own code, damaged files, ...
+        raise TrainingError(f"cannot load the tokenizer of {base}: {one_line(error)}") from None
+
+
 def _objective(
     name: str, config: TrainConfig, model: Any, network: Any, base: Path, dtype: Any
 ) -> Any:
@@ -247,7 +290,9 @@ def _objective(
         return PreferenceObjective(network, config.dpo_beta, adapter_model=model)
     from transformers import AutoModelForCausalLM
 
-    reference = AutoModelForCausalLM.from_pretrained(base, dtype=dtype).eval()
+    reference = AutoModelForCausalLM.from_pretrained(
+        base, dtype=dtype, use_safetensors=True, trust_remote_code=False
+    ).eval()
     reference.requires_grad_(False)
     return PreferenceObjective(SelectiveLoss(reference), config.dpo_beta)
 
@@ -267,8 +312,7 @@ def save_final(model: Any, tokenizer: Any, base: Path, target: Path) -> None:
             settings = json.loads(adapter_config.read_text())
             settings["base_model_name_or_path"] = str(base.resolve())
             adapter_config.write_text(json.dumps(settings, indent=2))
-        shutil.rmtree(target, ignore_errors=True)
-        os.rename(staging, target)
+        _replace_dir(staging, target)
     except Exception as error:  # tokenizers reports a full disk as a bare Exception
         shutil.rmtree(staging, ignore_errors=True)
         reason = checkpoints.write_failure(error, target.parent)
@@ -276,6 +320,17 @@ def save_final(model: Any, tokenizer: Any, base: Path, target: Path) -> None:
             f"cannot save the trained model to {target}: {reason}; "
             "the checkpoints are kept, free space and run again with --resume"
         ) from None
+
+
+def _replace_dir(staging: Path, target: Path) -> None:
+    # rename() cannot replace a non-empty directory: the old one is moved aside first, so a
+    # crash between the two renames leaves it whole beside the target, never half deleted.
+    retired = target.with_name(f".{target.name}.old-{os.getpid()}")
+    if target.exists():
+        shutil.rmtree(retired, ignore_errors=True)
+        os.rename(target, retired)
+    os.rename(staging, target)
+    shutil.rmtree(retired, ignore_errors=True)
 
 
 def _write_run_config(output: Path, config: TrainConfig, base: Path) -> None:

@@ -18,13 +18,17 @@ import lxml.etree
 import lxml.html
 
 from ragtune.errors import FetchError, RagtuneError, UnsupportedContentError
-from ragtune.web.fetch import FetchedPage, Fetcher, Validators
+from ragtune.web.fetch import FetchedPage, Fetcher, RedirectRefused, Validators
 from ragtune.web.robots import RobotsPolicy
 from ragtune.web.sitemaps import sitemap_urls
-from ragtune.web.urls import UrlScope, absolute, check_url, normalise
+from ragtune.web.urls import UrlScope, absolute, check_url, host_of, normalise
 
 Status = Literal["fetched", "unchanged", "skipped", "failed"]
-SkipKind = Literal["robots", "type", "duplicate"]
+# Why a URL was skipped: robots.txt, its content type, a duplicate, a redirect the
+# crawl may not follow; "sitemap" marks a sitemap that was only partly read.
+SkipKind = Literal["robots", "type", "duplicate", "redirect", "sitemap"]
+# As for Retry-After: a host that asks for longer between requests is too slow to crawl.
+MAX_CRAWL_DELAY = 60.0
 
 
 @dataclass(frozen=True)
@@ -52,7 +56,7 @@ class CrawlEvent:
     error: RagtuneError | None = None
     links: list[str] = field(default_factory=list)
     canonical: str | None = None
-    skip_kind: SkipKind | None = None  # why a skipped URL was skipped: robots, type, duplicate
+    skip_kind: SkipKind | None = None
 
 
 @dataclass
@@ -104,6 +108,7 @@ class Crawler:
         self.options = options
         self.known = known or {}
         self.robots = RobotsPolicy(fetcher, fetcher.user_agent, obey=options.obey_robots)
+        self.scope = UrlScope([], same_site=options.same_site)  # set by run() from its seeds
         # Runs in the worker thread right after a fetch (rendering, for one).
         self.on_fetched = on_fetched
 
@@ -115,22 +120,25 @@ class Crawler:
         for raw in seeds:
             try:
                 check_url(raw)
-            except FetchError as error:
-                yield CrawlEvent(raw, "failed", error.reason, error=error)
+            except FetchError as error:  # its URL as the user gave it, credentials hidden
+                yield CrawlEvent(error.url, "failed", error.reason, error=error)
                 continue
             url = normalise(raw)
             if url not in seen:
                 seen.add(url)
                 frontier.append((url, 0))
         valid_seeds = [url for url, _ in frontier]
-        scope = UrlScope(
+        scope = self.scope = UrlScope(
             valid_seeds, list(options.include), list(options.exclude), options.same_site
         )
         if options.follow_links and options.use_sitemaps:
-            for url in self._sitemap_pages(valid_seeds, options.max_pages):
+            cut: list[FetchError] = []
+            for url in self._sitemap_pages(valid_seeds, options.max_pages, cut.append):
                 if url not in seen and scope.allows(url):
                     seen.add(url)
                     frontier.append((url, 1))
+            for note in cut:  # reported, but not a failure: the entries before the cut were used
+                yield CrawlEvent(note.url, "skipped", note.reason, skip_kind="sitemap")
 
         requested = 0
         with ThreadPoolExecutor(max_workers=max(1, options.concurrency)) as pool:
@@ -142,13 +150,12 @@ class Crawler:
                     and requested < options.max_pages
                 ):
                     url, depth = frontier.popleft()
-                    if not self.robots.allowed(url):
-                        refusal = FetchError(url, "disallowed by robots.txt")
+                    refusal = self._robots_refusal(url)
+                    if refusal:
                         yield CrawlEvent(
                             url, "skipped", refusal.reason, depth, error=refusal, skip_kind="robots"
                         )
                         continue
-                    self._apply_crawl_delay(url)
                     running[pool.submit(self._visit, url, depth)] = url
                     requested += 1
                 if not running:
@@ -174,10 +181,17 @@ class Crawler:
                                 frontier.append((link, event.depth + 1))
 
     def _visit(self, url: str, depth: int) -> CrawlEvent:
+        def check_redirect(target: str) -> str | None:
+            return self._redirect_refusal(target, depth)
+
         try:
-            page = self.fetcher.fetch(url, self.known.get(url))
+            page = self.fetcher.fetch(url, self.known.get(url), check_redirect=check_redirect)
         except UnsupportedContentError as error:
             return CrawlEvent(url, "skipped", error.reason, depth, error=error, skip_kind="type")
+        except RedirectRefused as error:
+            return CrawlEvent(
+                url, "skipped", error.reason, depth, error=error, skip_kind="redirect"
+            )
         except FetchError as error:
             return CrawlEvent(url, "failed", error.reason, depth, error=error)
         if page.not_modified:
@@ -192,7 +206,8 @@ class Crawler:
             if self.on_fetched:
                 self.on_fetched(event)
         except RagtuneError as error:
-            return CrawlEvent(url, "failed", str(error), depth, error=error)
+            reason = str(error).removeprefix(f"{url}: ")  # the report shows the URL beside it
+            return CrawlEvent(url, "failed", reason, depth, error=error)
         if event.page is not None and event.page.is_html:
             event.links, event.canonical = links_and_canonical(event.page)
         return event
@@ -218,18 +233,41 @@ class Crawler:
         state.crawled.update({event.url, final})
         return ""
 
-    def _apply_crawl_delay(self, url: str) -> None:
+    def _robots_refusal(self, url: str) -> FetchError | None:
+        """Why robots.txt keeps the crawl away from ``url``, or None (and then its
+        host's Crawl-delay applies)."""
+        if not self.robots.allowed(url):
+            return FetchError(url, "disallowed by robots.txt")
         delay = self.robots.crawl_delay(url)
+        if delay is not None and delay > MAX_CRAWL_DELAY:
+            return FetchError(
+                url,
+                f"robots.txt asks for a Crawl-delay of {delay:g} s, over the "
+                f"{MAX_CRAWL_DELAY:g} s limit: the host is too slow to crawl",
+            )
         if delay:
-            self.fetcher.throttle.set_delay(urlsplit(url).netloc.lower(), delay)
+            self.fetcher.throttle.set_delay(host_of(url), delay)
+        return None
 
-    def _sitemap_pages(self, seeds: list[str], limit: int) -> Iterator[str]:
+    def _redirect_refusal(self, target: str, depth: int) -> str | None:
+        """Why a page at ``depth`` may not redirect to ``target``, or None. A seed's
+        redirect stays on the seeds' hosts; a found page's obeys the whole scope."""
+        if depth and not self.scope.allows(target):
+            return f"redirects to {target}, outside the crawl scope"
+        if not self.scope.allows_host(target):
+            return f"redirects to {target}, outside the crawl scope (give that URL to read it)"
+        refusal = self._robots_refusal(target)
+        return f"redirects to {target}, but {refusal.reason}" if refusal else None
+
+    def _sitemap_pages(
+        self, seeds: list[str], limit: int, on_cut: Callable[[FetchError], None]
+    ) -> Iterator[str]:
         origins = list(dict.fromkeys(f"{urlsplit(s).scheme}://{urlsplit(s).netloc}" for s in seeds))
         sitemaps: list[str] = []
         for origin in origins:
             sitemaps.extend(self.robots.sitemaps(origin + "/"))
             sitemaps.append(f"{origin}/sitemap.xml")
-        yield from sitemap_urls(self.fetcher, sitemaps, limit)
+        yield from sitemap_urls(self.fetcher, sitemaps, limit, self.scope.allows_host, on_cut)
 
 
 @dataclass

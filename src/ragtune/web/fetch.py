@@ -3,25 +3,31 @@
 Retries with exponential backoff and jitter on timeouts, dropped connections,
 408, 429 and 5xx; Retry-After honoured, and a 429 or 503 holds back the
 whole host; a byte cap counted after decompression, so a gzip bomb stops at
-the cap; a deadline for the whole response, so a server that drips bytes
-cannot hold a worker; a redirect limit; conditional requests with ETag /
-Last-Modified.
+the cap; a deadline for the whole response, headers and body, so a server that
+drips bytes cannot hold a worker; redirects followed one hop at a time, only to
+http(s) URLs and without credentials, each hop throttled as a request to its own
+host and put to the caller's ``check_redirect`` (the crawler keeps hops in its
+scope and under robots.txt); conditional requests with ETag / Last-Modified.
 """
 
 from __future__ import annotations
 
 import email.utils
 import random
+import re
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from urllib.parse import urljoin
 
 import httpx
 
 from ragtune import __version__
+from ragtune.deadline import Deadline, deadline_client
 from ragtune.errors import FetchError, UnsupportedContentError
 from ragtune.web.politeness import HostThrottle
-from ragtune.web.urls import check_url, host_of
+from ragtune.web.urls import check_url, host_of, normalise
 
 USER_AGENT = f"ragtune/{__version__} (+https://pypi.org/project/ragtune/)"
 HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
@@ -31,6 +37,14 @@ PDF_TYPES = frozenset({"application/pdf"})
 READABLE_TYPES = HTML_TYPES | TEXT_TYPES | JSON_TYPES | PDF_TYPES
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 DEFAULT_MAX_BYTES = 20 * 1024 * 1024
+_SCHEME = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*:")
+
+RedirectCheck = Callable[[str], str | None]
+"""Asked with a redirect's target before it is followed: a reason to refuse, or None."""
+
+
+class RedirectRefused(FetchError):
+    """A redirect that the fetch's ``check_redirect`` would not follow."""
 
 
 @dataclass
@@ -63,6 +77,7 @@ class FetchedPage:
     last_modified: str | None = None
     attempts: int = 1
     rendered: bool = False  # the body is the DOM after JavaScript ran
+    truncated: bool = False  # the body stops at the byte cap (a fetch with truncate=True)
 
     @property
     def is_html(self) -> bool:
@@ -74,10 +89,25 @@ class FetchedPage:
 
 
 @dataclass(frozen=True)
+class _Request:
+    """One fetch: the URL asked for and how its response is read, over all redirects."""
+
+    url: str
+    accept: frozenset[str]
+    max_bytes: int
+    truncate: bool
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class RetryPolicy:
     retries: int = 3
     backoff: float = 0.25  # seconds before the first retry; doubles each time, plus jitter
     max_retry_after: float = 60.0
+
+
+class _BadRedirect(Exception):
+    """A redirect to something other than a valid http(s) URL."""
 
 
 class _Retryable(Exception):
@@ -106,17 +136,22 @@ class Fetcher:
         accept: frozenset[str] = READABLE_TYPES,
     ) -> None:
         self.max_bytes = max_bytes
+        self.max_redirects = max_redirects
         self.retry = retry or RetryPolicy()
         self.throttle = throttle or HostThrottle()
         self.total_timeout = total_timeout or timeout * 3
         self.user_agent = user_agent
         self.accept = accept
-        self._client = httpx.Client(
+        self._deadline = Deadline()
+        self._client = deadline_client(
+            self._deadline,
             timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
-            follow_redirects=True,
-            max_redirects=max_redirects,
+            follow_redirects=False,  # fetch() follows them, checking each hop
             headers={"User-Agent": user_agent},
             limits=httpx.Limits(max_connections=64, max_keepalive_connections=32),
+            # Before httpx reads a Location itself: for some (data:, javascript:) it
+            # raises InvalidURL, which is no HTTPError.
+            event_hooks={"response": [_check_location]},
         )
 
     def __enter__(self) -> Fetcher:
@@ -133,26 +168,57 @@ class Fetcher:
         url: str,
         validators: Validators | None = None,
         accept: frozenset[str] | None = None,
+        *,
+        max_bytes: int | None = None,
+        truncate: bool = False,
+        check_redirect: RedirectCheck | None = None,
     ) -> FetchedPage:
-        """GET ``url``; ``accept`` overrides the content types this fetcher reads."""
+        """GET ``url``, following redirects to http(s) URLs that ``check_redirect``
+        (when given) does not refuse.
+
+        ``accept`` and ``max_bytes`` override the content types this fetcher reads
+        and its byte cap; with ``truncate`` a longer body is cut at the cap (and the
+        page marked ``truncated``) instead of failing.
+        """
         check_url(url)
-        host = host_of(url)
+        request = _Request(
+            url,
+            accept or self.accept,
+            max_bytes or self.max_bytes,
+            truncate,
+            validators.headers() if validators else {},
+        )
+        hop = url
+        for _ in range(self.max_redirects + 1):
+            result = self._fetch_hop(request, hop)
+            if isinstance(result, FetchedPage):
+                return result
+            refusal = check_redirect(result) if check_redirect else None
+            if refusal:
+                raise RedirectRefused(url, refusal)
+            hop = result
+        raise FetchError(url, "too many redirects")
+
+    def _fetch_hop(self, request: _Request, hop: str) -> FetchedPage | str:
+        """The page at ``hop``, or where it redirects to; retried as RetryPolicy says."""
+        host = host_of(hop)
         attempt = 0
         while True:
             attempt += 1
             try:
                 with self.throttle.slot(host):
                     try:
-                        page = self._attempt(url, validators, accept or self.accept)
+                        result = self._attempt(request, hop)
                     except _Retryable as failure:
-                        failure.wait = self._wait_before_retry(url, failure, attempt)
+                        failure.wait = self._wait_before_retry(request.url, failure, attempt)
                         if failure.host_wide:
                             # Blocked before the slot is released, so no queued
                             # request to this host slips in during the wait.
                             self.throttle.block(host, failure.wait)
                         raise
-                page.attempts = attempt
-                return page
+                if isinstance(result, FetchedPage):
+                    result.attempts = attempt
+                return result
             except _Retryable as failure:
                 if not failure.host_wide and failure.wait:
                     time.sleep(failure.wait)
@@ -172,47 +238,60 @@ class Fetcher:
             )
         return failure.wait
 
-    def _attempt(
-        self, url: str, validators: Validators | None, accept: frozenset[str]
-    ) -> FetchedPage:
-        headers = validators.headers() if validators else {}
-        try:
-            with self._client.stream("GET", url, headers=headers) as response:
-                status = response.status_code
-                if status in RETRY_STATUSES:
-                    raise _Retryable(
-                        f"HTTP {status} {response.reason_phrase}".strip(),
-                        _retry_after(response.headers.get("retry-after")),
-                        host_wide=status in (429, 503),
-                    )
-                if status >= 400:
+    def _attempt(self, request: _Request, hop: str) -> FetchedPage | str:
+        url = request.url
+        with self._deadline.within(self.total_timeout):
+            try:
+                return self._exchange(request, hop)
+            except httpx.TimeoutException:
+                if self._deadline.passed():
+                    # A server this slow will be as slow again: no retry.
                     raise FetchError(
-                        url, f"HTTP {status} {response.reason_phrase or 'error'}".strip()
-                    )
-                if status == 304:
-                    return self._page(url, response, b"", "")
-                content_type = _media_type(response.headers.get("content-type", ""))
-                if content_type not in accept:
-                    raise UnsupportedContentError(
-                        url, f"unsupported content type {content_type or 'unknown'}"
-                    )
-                body = self._read_limited(url, response)
-                return self._page(url, response, body, content_type)
-        except httpx.TooManyRedirects:
-            raise FetchError(url, "too many redirects") from None
-        except httpx.TimeoutException:
-            raise _Retryable("timed out") from None
-        except (httpx.RemoteProtocolError, httpx.ReadError) as error:
-            raise _Retryable(f"connection dropped ({_root_cause(error)})") from None
-        except httpx.ConnectError as error:
-            reason = _root_cause(error)
-            if "refused" in reason.lower() or "reset" in reason.lower():
-                raise _Retryable(f"cannot connect ({reason})") from None
-            raise FetchError(url, f"cannot connect ({reason})") from None
-        except httpx.DecodingError as error:
-            raise FetchError(url, f"undecodable body ({_root_cause(error)})") from None
-        except httpx.HTTPError as error:
-            raise FetchError(url, f"request failed ({_root_cause(error)})") from None
+                        url, f"timed out: no complete response within {self.total_timeout:g} s"
+                    ) from None
+                raise _Retryable("timed out") from None
+            except (httpx.RemoteProtocolError, httpx.ReadError) as error:
+                raise _Retryable(f"connection dropped ({_root_cause(error)})") from None
+            except httpx.ConnectError as error:
+                reason = _root_cause(error)
+                if "refused" in reason.lower() or "reset" in reason.lower():
+                    raise _Retryable(f"cannot connect ({reason})") from None
+                raise FetchError(url, f"cannot connect ({reason})") from None
+            except _BadRedirect as error:
+                raise FetchError(url, str(error)) from None
+            except httpx.DecodingError as error:
+                raise FetchError(url, f"undecodable body ({_root_cause(error)})") from None
+            except httpx.InvalidURL:
+                raise FetchError(url, "redirect to an invalid URL") from None
+            except httpx.HTTPError as error:
+                raise FetchError(url, f"request failed ({_root_cause(error)})") from None
+
+    def _exchange(self, request: _Request, hop: str) -> FetchedPage | str:
+        """One GET of ``hop``: its page, or the URL it redirects to."""
+        url = request.url
+        with self._client.stream("GET", hop, headers=request.headers) as response:
+            status = response.status_code
+            if response.has_redirect_location:
+                return _redirect_target(hop, response.headers["location"])
+            if status in RETRY_STATUSES:
+                raise _Retryable(
+                    f"HTTP {status} {response.reason_phrase}".strip(),
+                    _retry_after(response.headers.get("retry-after")),
+                    host_wide=status in (429, 503),
+                )
+            if status >= 400:
+                raise FetchError(url, f"HTTP {status} {response.reason_phrase or 'error'}".strip())
+            if status == 304:
+                return self._page(url, response, b"", "")
+            content_type = _media_type(response.headers.get("content-type", ""))
+            if content_type not in request.accept:
+                raise UnsupportedContentError(
+                    url, f"unsupported content type {content_type or 'unknown'}"
+                )
+            body, truncated = _read_limited(request, response)
+            page = self._page(url, response, body, content_type)
+            page.truncated = truncated
+            return page
 
     def _page(
         self, url: str, response: httpx.Response, body: bytes, content_type: str
@@ -228,26 +307,53 @@ class Fetcher:
             last_modified=response.headers.get("last-modified"),
         )
 
-    def _read_limited(self, url: str, response: httpx.Response) -> bytes:
-        declared = response.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > self.max_bytes:
-            raise FetchError(
-                url, f"response is {int(declared)} bytes, over the {self.max_bytes}-byte limit"
-            )
-        deadline = time.monotonic() + self.total_timeout
-        chunks: list[bytes] = []
-        size = 0
-        # iter_bytes yields decompressed data, so a small gzip bomb meets this cap too.
-        for chunk in response.iter_bytes():
-            size += len(chunk)
-            if size > self.max_bytes:
-                compressed = response.headers.get("content-encoding")
-                what = "decompressed body" if compressed else "response"
-                raise FetchError(url, f"{what} exceeds the {self.max_bytes}-byte limit")
-            if time.monotonic() > deadline:
-                raise FetchError(url, f"body still arriving after {self.total_timeout:.0f} s")
-            chunks.append(chunk)
-        return b"".join(chunks)
+
+def _read_limited(request: _Request, response: httpx.Response) -> tuple[bytes, bool]:
+    """The body, up to the request's byte cap; whether it was cut there."""
+    limit = request.max_bytes
+    declared = response.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit and not request.truncate:
+        raise FetchError(
+            request.url, f"response is {int(declared)} bytes, over the {limit}-byte limit"
+        )
+    chunks: list[bytes] = []
+    size = 0
+    # iter_bytes yields decompressed data, so a small gzip bomb meets this cap too.
+    for chunk in response.iter_bytes():
+        if size + len(chunk) > limit:
+            if request.truncate:
+                chunks.append(chunk[: limit - size])
+                return b"".join(chunks), True
+            compressed = response.headers.get("content-encoding")
+            what = "decompressed body" if compressed else "response"
+            raise FetchError(request.url, f"{what} exceeds the {limit}-byte limit")
+        size += len(chunk)
+        chunks.append(chunk)
+    return b"".join(chunks), False
+
+
+def _check_location(response: httpx.Response) -> None:
+    if response.has_redirect_location:
+        _redirect_target(str(response.request.url), response.headers["location"])
+
+
+def _redirect_target(hop: str, location: str) -> str:
+    """Where a redirect from ``hop`` leads, normalised (so without credentials);
+    _BadRedirect for anything but a valid http(s) URL."""
+    try:
+        target = urljoin(hop, location.strip())
+    except ValueError:
+        raise _BadRedirect("redirect to an invalid URL") from None
+    scheme = _SCHEME.match(target)
+    if not scheme or scheme.group().lower() not in ("http:", "https:"):
+        named = f"a {scheme.group()[:20].lower()} URL" if scheme else "a URL"
+        raise _BadRedirect(f"redirect to {named}, not an http(s) URL")
+    target = normalise(target)
+    try:
+        check_url(target)
+    except FetchError as error:
+        raise _BadRedirect(f"redirect to {error.url}: {error.reason}") from None
+    return target
 
 
 def _retry_after(value: str | None) -> float | None:

@@ -10,7 +10,7 @@ from typing import Literal
 from ragtune.documents import OUTLINKS, Document
 from ragtune.errors import ExtractionError, FetchError, RagtuneError
 from ragtune.extract import extract_html
-from ragtune.extract.files import make_document
+from ragtune.extract.files import make_document, named
 from ragtune.extract.pdf import pdf_pages
 from ragtune.extract.text import check_json, decode_text
 from ragtune.web.crawl import Crawler, CrawlEvent, CrawlOptions, CrawlReport
@@ -131,13 +131,15 @@ class WebReader:
     def _settle(self, event: CrawlEvent, result: list[Document] | RagtuneError) -> list[Document]:
         """Record the event's outcome; the Documents it yields, if any."""
         if isinstance(result, RagtuneError):
-            event.status, event.reason, event.error = "failed", str(result), result
+            # The report shows the URL beside the reason; the message starts with it.
+            reason = str(result).removeprefix(f"{event.url}: ")
+            event.status, event.reason, event.error = "failed", reason, result
         if event.status in ("failed", "skipped") and event.error is not None:
             self._record_failure(event.error)
         return result if isinstance(result, list) else []
 
     def _renderer(self) -> PageRenderer:
-        return PageRenderer(self.render)
+        return PageRenderer(self.render, self.max_bytes)
 
     def _record_failure(self, error: RagtuneError) -> None:
         if not self.ignore_scrape_failures:
@@ -147,7 +149,12 @@ class WebReader:
 
 
 def page_to_documents(page: FetchedPage) -> list[Document]:
-    """A fetched page as Documents whose text is Markdown: one, or one per PDF page."""
+    """A fetched page as Documents whose text is Markdown: one, or one per PDF page.
+    An ExtractionError names the page's URL once, in front of the reason."""
+    return named(page.url, lambda: _page_documents(page))
+
+
+def _page_documents(page: FetchedPage) -> list[Document]:
     base: dict[str, object] = {
         "url": page.url,
         "final_url": page.final_url,
@@ -169,13 +176,13 @@ def page_to_documents(page: FetchedPage) -> list[Document]:
             make_document(
                 text, {"title": title, "page": number, **base}, f"{page.url}#page={number}"
             )
-            for number, text in pdf_pages(page.body, page.url)
+            for number, text in pdf_pages(page.body)
         ]
-    text = decode_text(page.body, page.encoding, page.url).strip()
+    text = decode_text(page.body, page.encoding).strip()
     if page.content_type in JSON_TYPES:
-        text = check_json(text, page.url)
+        text = check_json(text)
     if not text:
-        raise ExtractionError(f"{page.url}: the document is empty")
+        raise ExtractionError("the document is empty")
     return [make_document(text, {"title": _name_of(page.final_url), **base})]
 
 

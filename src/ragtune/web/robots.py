@@ -1,7 +1,8 @@
 """robots.txt, read with protego and cached per origin, following RFC 9309.
 
 A missing robots.txt (4xx) allows everything; a server error (5xx)
-disallows everything for this crawl, as the RFC asks.
+disallows everything for this crawl, as the RFC asks. Its redirects are
+followed to any http(s) host, as the RFC allows (reading rules indexes nothing).
 """
 
 from __future__ import annotations
@@ -53,7 +54,14 @@ class RobotsPolicy:
 
     def _load(self, origin: str) -> Protego:
         try:
-            page = self.fetcher.fetch(f"{origin}/robots.txt", accept=ROBOTS_TYPES)
+            # The first 512 KiB are read, as RFC 9309 allows: a huge file is not
+            # an error, and so never a licence to crawl everything.
+            page = self.fetcher.fetch(
+                f"{origin}/robots.txt",
+                accept=ROBOTS_TYPES,
+                max_bytes=ROBOTS_MAX_BYTES,
+                truncate=True,
+            )
         except FetchError as error:
             if error.reason.startswith("HTTP 5"):
                 return _DISALLOW_ALL  # the site is in trouble: stay away, as RFC 9309 asks
@@ -62,7 +70,7 @@ class RobotsPolicy:
             return _ALLOW_ALL
         if page.content_type == "text/html":
             return _ALLOW_ALL  # an HTML error page served as robots.txt says nothing
-        text = page.body[:ROBOTS_MAX_BYTES].decode("utf-8", errors="replace")
+        text = page.body.decode("utf-8", errors="replace")
         return Protego.parse(text)
 
 

@@ -13,6 +13,9 @@ from ragtune.errors import FetchError
 DEFAULT_PORTS = {"http": 80, "https": 443}
 MAX_URL_LENGTH = 8192
 _BAD_HOST_CHARS = re.compile(r"[\s%<>\"{}|\\^`/?#@]")
+# scheme://user:password@ — up to the last @ before any query or fragment, so a
+# password with a stray / in it is hidden whole.
+_USERINFO = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*://)[^?#]*@")
 
 
 def normalise(url: str) -> str:
@@ -38,21 +41,45 @@ def normalise(url: str) -> str:
 
 
 def check_url(url: str) -> None:
-    """Reject anything that is not an absolute http(s) URL with a host."""
+    """Reject anything that is not an absolute http(s) URL with a host, and URLs that
+    carry a user name or password: ragtune sends no credentials, and a URL it reports
+    or records must not hold them. The error names the URL with them hidden."""
+    shown = mask_userinfo(url)
     if len(url) > MAX_URL_LENGTH:
-        raise FetchError(url[:80] + "…", f"URL is longer than {MAX_URL_LENGTH} characters")
+        raise FetchError(shown[:80] + "…", f"URL is longer than {MAX_URL_LENGTH} characters")
     try:
         parts = urlsplit(url)
-        if parts.scheme in ("http", "https"):
+        if parts.scheme in ("http", "https") and "@" not in parts.netloc:
             httpx.URL(url)  # IDNA and character checks
     except (ValueError, httpx.InvalidURL) as error:
-        raise FetchError(url, f"invalid URL ({error})") from None
+        # The parser's message may quote a piece of a password; then say less.
+        detail = "" if shown != url else f" ({error})"
+        raise FetchError(shown, f"invalid URL{detail}") from None
     if parts.scheme not in ("http", "https"):
-        raise FetchError(url, "not an http(s) URL")
+        raise FetchError(shown, "not an http(s) URL")
+    if "@" in parts.netloc:
+        raise FetchError(
+            shown, "URL has a user name or password in it; ragtune sends no credentials"
+        )
     if not parts.hostname:
-        raise FetchError(url, "URL has no host")
+        raise FetchError(shown, "URL has no host")
     if _BAD_HOST_CHARS.search(parts.hostname):
-        raise FetchError(url, "invalid URL (illegal characters in the host name)")
+        raise FetchError(shown, "invalid URL (illegal characters in the host name)")
+
+
+def mask_userinfo(url: str) -> str:
+    """``url`` with anything that may be a user name or password replaced by ***."""
+    return _USERINFO.sub(r"\1***@", url)
+
+
+def seed_key(url: str) -> str:
+    """How a URL the user named appears in reports and records: normalised, or, when
+    it cannot be fetched, as given with any credentials hidden."""
+    try:
+        check_url(url)
+    except FetchError as error:
+        return error.url
+    return normalise(url)
 
 
 def absolute(base: str, href: str) -> str | None:
@@ -70,6 +97,12 @@ def host_of(url: str) -> str:
     return urlsplit(url).netloc.lower()
 
 
+def _site_of(host: str) -> str:
+    # example.com and www.example.com are one site (a seed commonly redirects from one
+    # to the other); any other subdomain, and any other port, is another site.
+    return host.removeprefix("www.")
+
+
 class UrlScope:
     """Which discovered URLs a crawl follows: same site by default, plus include/exclude globs."""
 
@@ -80,13 +113,16 @@ class UrlScope:
         exclude: list[str] | None = None,
         same_site: bool = True,
     ) -> None:
-        self.hosts = {host_of(seed) for seed in seeds}
+        self.hosts = {_site_of(host_of(seed)) for seed in seeds}
         self.same_site = same_site
         self.include = [_compile(p) for p in include or []]
         self.exclude = [_compile(p) for p in exclude or []]
 
+    def allows_host(self, url: str) -> bool:
+        return not self.same_site or _site_of(host_of(url)) in self.hosts
+
     def allows(self, url: str) -> bool:
-        if self.same_site and host_of(url) not in self.hosts:
+        if not self.allows_host(url):
             return False
         if self.include and not any(p.search(url) for p in self.include):
             return False

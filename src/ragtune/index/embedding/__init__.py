@@ -20,6 +20,7 @@ from ragtune.index.embedding.remote import (
     EmbeddingTimeoutError,
     OpenAIEmbedder,
 )
+from ragtune.url_options import redact
 
 __all__ = [
     "BACKENDS",
@@ -62,7 +63,8 @@ def make_embedder(
     if is_remote_spec(spec):
         if backend and backend != "openai":
             raise EmbedderConfigError(
-                f"backend {backend!r} applies to local models, not to the endpoint {spec}"
+                f"backend {backend!r} applies to local models, not to the endpoint "
+                f"{redact(str(spec))}"
             )
         return OpenAIEmbedder.from_spec(str(spec))
     return Embedder(spec or None, backend=resolve_backend(backend))

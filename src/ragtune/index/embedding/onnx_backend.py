@@ -22,8 +22,8 @@ import json
 import logging
 import os
 import re
+import secrets
 import shutil
-import tempfile
 import time
 import warnings
 from dataclasses import dataclass
@@ -173,8 +173,10 @@ def ensure_export(layout: SentenceModelLayout, name: str, variant: str) -> Path:
     _sweep_stale_temporaries(directory.parent)
     try:
         directory.parent.mkdir(parents=True, exist_ok=True)
-        scratch = Path(tempfile.mkdtemp(prefix=f".tmp-{directory.name}-", dir=directory.parent))
-        scratch.chmod(0o755)  # mkdtemp makes it private; the cache is as readable as ~/.cache
+        # Not mkdtemp, which makes it 0o700 whatever the umask says: the cache
+        # follows the umask, like every other file ragtune writes.
+        scratch = directory.parent / f".tmp-{directory.name}-{secrets.token_hex(6)}"
+        scratch.mkdir()
     except OSError as error:
         raise ModelNotFoundError(
             f"cannot write the ONNX cache in {directory.parent} ({error.strerror or error}); "

@@ -11,7 +11,14 @@ given as ``tokenizer=``. ``max_tokens`` defaults to that local model's window
 raise it for a remote model known to read more.
 
 The API key is read from ``$RAGTUNE_EMBED_API_KEY`` or else ``$OPENAI_API_KEY``
-at each request and never stored on the object or written into its spec.
+at each request and never stored on the object, written into its spec or shown
+(an error that quotes it, from a server that echoes it, shows ``***``). A URL
+that carries a secret itself (``http://user:password@...``, ``?api_key=``,
+``?token=``) is refused: the index keeps its embedder's URL, and every later
+command reopens it, so the key must come from the environment.
+
+``timeout`` bounds each request's whole response, not only each read: a server
+that drips its answer cannot hold an ingest.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ import httpx
 import numpy as np
 
 from ragtune.assets import DEFAULT_EMBEDDER
+from ragtune.deadline import Deadline, deadline_client
 from ragtune.errors import RagtuneError
 from ragtune.index.embedding.base import (
     EmbedderConfigError,
@@ -35,7 +43,7 @@ from ragtune.index.embedding.base import (
     load_counting_tokenizer,
     normalise,
 )
-from ragtune.url_options import split_url_options
+from ragtune.url_options import redact, split_url_options
 
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
@@ -49,9 +57,9 @@ class EmbeddingServiceError(RagtuneError):
     """The embeddings endpoint failed; the message names it and says how, on one line."""
 
     def __init__(self, url: str, reason: str) -> None:
-        super().__init__(f"embedding endpoint {url}: {reason}")
-        self.url = url
-        self.reason = reason
+        super().__init__(redact(f"embedding endpoint {url}: {reason}", *_api_keys()))
+        self.url = redact(url)
+        self.reason = redact(reason, *_api_keys())
 
 
 class EmbeddingConnectionError(EmbeddingServiceError):
@@ -90,8 +98,15 @@ class OpenAIEmbedder(TextEmbedder):
         retries: int = 3,
         backoff: float = 0.5,
     ) -> None:
+        shown = redact(base_url)
         if not base_url.startswith(("http://", "https://")):
-            raise EmbedderConfigError(f"embedding endpoint {base_url!r} is not an http(s) URL")
+            raise EmbedderConfigError(f"embedding endpoint {shown!r} is not an http(s) URL")
+        if shown != base_url:
+            raise EmbedderConfigError(
+                f"embedding endpoint {shown}: the URL holds a password or key, and an index "
+                "keeps its embedder's URL; give the key in $RAGTUNE_EMBED_API_KEY or "
+                "$OPENAI_API_KEY instead"
+            )
         if not model:
             raise EmbedderConfigError(f"embedding endpoint {base_url}: no model name given")
         if batch_size < 1 or timeout <= 0 or retries < 0 or backoff < 0:
@@ -133,7 +148,9 @@ class OpenAIEmbedder(TextEmbedder):
                 retries=int(options.get("retries") or 3),
             )
         except ValueError:
-            raise EmbedderConfigError(f"embedding spec {spec!r} has a malformed option") from None
+            raise EmbedderConfigError(
+                f"embedding spec {redact(spec)!r} has a malformed option"
+            ) from None
 
     @property
     def spec(self) -> str:
@@ -173,13 +190,23 @@ class OpenAIEmbedder(TextEmbedder):
         return self._dimensions
 
     @cached_property
+    def _deadline(self) -> Deadline:
+        return Deadline()
+
+    @cached_property
     def _client(self) -> httpx.Client:
-        return httpx.Client(timeout=httpx.Timeout(self.timeout, connect=min(self.timeout, 10.0)))
+        timeout = httpx.Timeout(self.timeout, connect=min(self.timeout, 10.0))
+        return deadline_client(self._deadline, timeout=timeout)
 
     def close(self) -> None:
         if "_client" in self.__dict__:
             self._client.close()
             del self.__dict__["_client"]
+
+    def _post(self, payload: dict[str, Any], headers: dict[str, str]) -> httpx.Response:
+        """One request and its whole response, within ``timeout`` seconds."""
+        with self._deadline.within(self.timeout):
+            return self._client.post(self.url, json=payload, headers=headers)
 
     def embed(self, texts: list[str]) -> np.ndarray:
         """Unit-length float32 vectors, one row per text."""
@@ -194,13 +221,13 @@ class OpenAIEmbedder(TextEmbedder):
     def _request(self, texts: list[str]) -> np.ndarray:
         payload = {"model": self.model, "input": texts, "encoding_format": "float"}
         headers = {"Accept": "application/json"}
-        key = next((os.environ[v] for v in API_KEY_VARS if os.environ.get(v)), None)
+        key = next(iter(_api_keys()), None)
         if key:
             headers["Authorization"] = f"Bearer {key}"
         attempt = 0
         while True:
             try:
-                response = self._client.post(self.url, json=payload, headers=headers)
+                response = self._post(payload, headers)
             except httpx.TimeoutException:
                 raise EmbeddingTimeoutError(
                     self.url, f"no answer within {self.timeout:g} s"
@@ -281,6 +308,11 @@ class OpenAIEmbedder(TextEmbedder):
 _SPEC_OPTIONS = frozenset(
     {"model", "tokenizer", "max_tokens", "dimensions", "batch_size", "timeout", "retries"}
 )
+
+
+def _api_keys() -> list[str]:
+    """The API keys the environment holds, in the order they are looked for."""
+    return [os.environ[name] for name in API_KEY_VARS if os.environ.get(name)]
 
 
 def _int_option(options: dict[str, str], key: str) -> int | None:

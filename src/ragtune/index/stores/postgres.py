@@ -6,8 +6,9 @@ no BM25), and metadata is ``jsonb`` so filters reach any key. Every write is
 one transaction, so readers on other connections see the old chunks of a
 document or its new ones, never a mix.
 
-The password is never stored in the index: give it in the URL each time, or,
-better, through ``PGPASSWORD`` or ``~/.pgpass`` as libpq reads them.
+The password is never stored in the index or shown: give it through
+``PGPASSWORD`` or ``~/.pgpass`` as libpq reads them, or in the URL (as its
+userinfo or a ``password=`` parameter) each time.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import numpy as np
 from ragtune.errors import InvalidIndexError, StoreConnectionError, first_line
 from ragtune.index.filters import COLUMN_KEYS, MetadataFilter, MetadataFilters
 from ragtune.index.stores.base import Row, SearchHit, StoredChunk, batches
+from ragtune.url_options import redact
 
 if TYPE_CHECKING:
     import psycopg
@@ -48,16 +50,6 @@ def split_store_url(url: str) -> tuple[str, str | None]:
     table = next((value for key, value in query if key == "table"), None)
     rest = urlencode([(key, value) for key, value in query if key != "table"])
     return urlunsplit(parts._replace(query=rest)), table
-
-
-def redact(url: str) -> str:
-    """The URL without its password: what is shown in messages and kept in the index."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)[1]
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}@{netloc}" if user else netloc))
 
 
 def check_table_name(name: str) -> str:
@@ -96,7 +88,7 @@ class PostgresStore:
             connection = psycopg.connect(self.dsn, connect_timeout=CONNECT_TIMEOUT_S)
         except (psycopg.Error, ValueError) as error:
             raise StoreConnectionError(
-                f"cannot connect to {self.location}: {first_line(error)}"
+                f"cannot connect to {self.location}: {redact(first_line(error))}"
             ) from None
         try:
             with connection.transaction():
@@ -105,7 +97,8 @@ class PostgresStore:
         except psycopg.Error as error:
             connection.close()
             raise StoreConnectionError(
-                f"{self.location}: the pgvector extension is not available ({first_line(error)})"
+                f"{self.location}: the pgvector extension is not available "
+                f"({redact(first_line(error))})"
             ) from None
         return connection
 
@@ -118,10 +111,10 @@ class PostgresStore:
             yield connection
         except psycopg.OperationalError as error:
             connection.close()
-            raise StoreConnectionError(f"{self.location}: {first_line(error)}") from None
+            raise StoreConnectionError(f"{self.location}: {redact(first_line(error))}") from None
         except psycopg.Error as error:
             raise InvalidIndexError(
-                f"{self.location} table {self.table}: {first_line(error)}"
+                f"{self.location} table {self.table}: {redact(first_line(error))}"
             ) from None
 
     def ensure_table(self) -> None:

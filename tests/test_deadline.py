@@ -1,0 +1,123 @@
+"""The whole-response deadline of every HTTP client ragtune makes, and its proxies."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import httpx
+import pytest
+
+from ragtune.deadline import Deadline, deadline_client
+from ragtune.web.fetch import Fetcher
+
+
+class _Proxy(BaseHTTPRequestHandler):
+    """A forward proxy that answers every request itself and remembers what it was asked."""
+
+    seen: list[str] = []
+
+    def do_GET(self) -> None:  # noqa: N802
+        _Proxy.seen.append(self.path)
+        body = b"<html><body><article><p>Served by the proxy.</p></article></body></html>"
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        pass
+
+
+@pytest.fixture()
+def proxy_url() -> Iterator[str]:
+    _Proxy.seen = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Proxy)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture()
+def dripping_url() -> Iterator[str]:
+    """A server that sends its status line, then one header line every 0.2 s, forever."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def serve() -> None:
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:  # the listener was closed: the test is over
+                return
+            threading.Thread(target=drip, args=(conn,), daemon=True).start()
+
+    def drip(conn: socket.socket) -> None:
+        with conn:
+            conn.recv(65536)
+            try:
+                conn.sendall(b"HTTP/1.1 200 OK\r\n")
+                while not stop.is_set():
+                    conn.sendall(b"X-Drip: 1\r\n")
+                    time.sleep(0.2)
+            except OSError:
+                pass
+
+    threading.Thread(target=serve, daemon=True).start()
+    yield f"http://127.0.0.1:{listener.getsockname()[1]}/"
+    stop.set()
+    listener.close()
+
+
+def test_environment_proxies_are_honoured(proxy_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A client with a transport of its own would ignore HTTP_PROXY; the crawler's must not.
+    monkeypatch.setenv("HTTP_PROXY", proxy_url)
+    monkeypatch.setenv("NO_PROXY", "")
+    with Fetcher(timeout=5) as fetcher:
+        page = fetcher.fetch("http://docs.example.test/page")
+    assert b"Served by the proxy." in page.body
+    assert _Proxy.seen == ["http://docs.example.test/page"]
+
+
+def test_no_proxy_hosts_are_reached_directly(
+    proxy_url: str, dripping_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HTTP_PROXY", proxy_url)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    deadline = Deadline()
+    with deadline_client(deadline, timeout=httpx.Timeout(5.0)) as client:
+        started = time.monotonic()
+        with pytest.raises(httpx.TimeoutException), deadline.within(1.0):
+            client.get(dripping_url)
+    assert time.monotonic() - started < 3
+    assert _Proxy.seen == []
+
+
+def test_deadline_bounds_a_response_whose_every_read_is_quick(dripping_url: str) -> None:
+    deadline = Deadline()
+    with deadline_client(deadline, timeout=httpx.Timeout(5.0)) as client:
+        started = time.monotonic()
+        with pytest.raises(httpx.TimeoutException), deadline.within(1.0):
+            client.get(dripping_url)
+        assert 0.9 < time.monotonic() - started < 3
+        assert deadline.at is None  # released with the block
+
+
+def test_an_inner_deadline_cannot_extend_an_outer_one() -> None:
+    deadline = Deadline()
+    with deadline.within(1.0):
+        outer = deadline.at
+        with deadline.within(60.0):
+            assert deadline.at == outer
+        with deadline.within(0.1):
+            assert deadline.at is not None and outer is not None and deadline.at < outer
+        assert deadline.at == outer
+    assert deadline.at is None
