@@ -67,6 +67,16 @@ def shop_index_dir(shop_url: str, tmp_path_factory: pytest.TempPathFactory) -> P
     return directory
 
 
+@pytest.fixture()
+def notes(tmp_path: Path) -> Path:
+    """A folder of two one-fact Markdown files."""
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    (folder / "kites.md").write_text("# Kites\n\nThe griffin kite costs 89 dollars.\n")
+    (folder / "lamps.md").write_text("# Lamps\n\nThe lighthouse lamp burns for 40 hours.\n")
+    return folder
+
+
 @pytest.fixture(scope="session")
 def shop_index(shop_index_dir: Path) -> VectorStoreIndex:
     return VectorStoreIndex.load(shop_index_dir)
@@ -149,6 +159,33 @@ def run_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str
         timeout=timeout,
         env={**os.environ, "COLUMNS": "200"},
     )
+
+
+def run_cli_in_process(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, *args: str
+) -> subprocess.CompletedProcess[str]:
+    """``ragtune ARGS`` through cli.main, in this process: no interpreter and torch start-up."""
+    from ragtune import cli
+
+    monkeypatch.setattr("sys.argv", ["ragtune", *args])
+    monkeypatch.setenv("COLUMNS", "200")
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main()
+    captured = capsys.readouterr()
+    code = exit_info.value.code
+    return subprocess.CompletedProcess(
+        args, code if isinstance(code, int) else 1, captured.out, captured.err
+    )
+
+
+def one_line_message(error: pytest.ExceptionInfo[BaseException], *fragments: str) -> str:
+    """A raised error's message: one line that names every fragment."""
+    message = str(error.value)
+    assert "\n" not in message, message
+    for fragment in fragments:
+        assert fragment in message, message
+    return message
 
 
 def assert_one_line_error(result: subprocess.CompletedProcess[str], *fragments: str) -> None:

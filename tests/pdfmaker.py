@@ -1,4 +1,5 @@
-"""Write a small, valid PDF with one line of text per page (no PDF library needed)."""
+"""Write small PDFs by hand (no PDF library needed): valid ones, one line of text per page,
+or any objects a test wants."""
 
 from __future__ import annotations
 
@@ -19,6 +20,11 @@ def make_pdf(pages: list[str]) -> bytes:
             f"/Resources << /Font << /F1 3 0 R >> >> /Contents {content_id} 0 R >>".encode()
         )
         objects.append(b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream")
+    return pdf_from_objects(objects)
+
+
+def pdf_from_objects(objects: list[bytes]) -> bytes:
+    """A PDF of these objects (numbered from 1, the first the catalog) with its xref table."""
     out = bytearray(b"%PDF-1.4\n")
     offsets = []
     for number, body in enumerate(objects, start=1):

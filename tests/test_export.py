@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.conftest import assert_one_line_error
+from tests.conftest import assert_one_line_error, one_line_message, run_cli_in_process
 from tests.tiny_models import make_tiny_llama
 
 from ragtune.assets import DEFAULT_LLM
@@ -36,14 +36,6 @@ configure_torch_threads()  # one thread: two cores are shared here (see the guid
 
 
 # ----------------------------------------------------------------------------- helpers
-
-
-def _one_line(error: pytest.ExceptionInfo[BaseException], *fragments: str) -> str:
-    message = str(error.value)
-    assert "\n" not in message, message
-    for fragment in fragments:
-        assert fragment in message, message
-    return message
 
 
 def _load(model_dir: Path) -> Any:
@@ -215,7 +207,7 @@ def test_merge_refuses_a_non_empty_output_unless_overwrite(adapter: Path, tmp_pa
     (output / "keep.txt").write_text("mine")
     with pytest.raises(TrainingError) as error:
         merge_adapter(adapter, output)
-    _one_line(error, str(output), "--overwrite")
+    one_line_message(error, str(output), "--overwrite")
     assert (output / "keep.txt").exists()
     merge_adapter(adapter, output, overwrite=True)
     assert not (output / "keep.txt").exists()
@@ -233,19 +225,19 @@ def test_merge_keeps_the_bases_gguf_record_and_survives_a_full_disk(
 
     with pytest.raises(TrainingError) as error:
         merge_adapter(adapter, tiny_disk / "merged", base=base)
-    _one_line(error, "disk full", str(tiny_disk / "merged"))
+    one_line_message(error, "disk full", str(tiny_disk / "merged"))
     assert os.listdir(tiny_disk) == []
 
 
-def test_merge_of_a_missing_adapter_is_one_line(tmp_path: Path) -> None:
+def test_merge_of_a_missing_adapter_isone_line_message(tmp_path: Path) -> None:
     with pytest.raises(ModelNotFoundError) as error:
         merge_adapter(tmp_path / "nope", tmp_path / "out")
-    _one_line(error, "nope")
+    one_line_message(error, "nope")
     not_adapter = tmp_path / "plain"
     not_adapter.mkdir()
     with pytest.raises(ModelNotFoundError) as error:
         merge_adapter(not_adapter, tmp_path / "out")
-    _one_line(error, "adapter_config.json")
+    one_line_message(error, "adapter_config.json")
 
 
 # ----------------------------------------------------------------------------- export
@@ -330,14 +322,14 @@ def test_tokenizer_is_copied_from_the_source_gguf_when_recorded(
     assert _llamacpp_greedy(output, _prompt_ids(merged)) == merged_greedy
 
 
-def test_an_unknown_quant_type_is_one_line(merged: Path, tmp_path: Path) -> None:
+def test_an_unknown_quant_type_isone_line_message(merged: Path, tmp_path: Path) -> None:
     with pytest.raises(TrainingError) as error:
         export_gguf(merged, tmp_path / "x.gguf", "q4_k")
-    _one_line(error, "q4_k", "f32, f16, q8_0")
+    one_line_message(error, "q4_k", "f32, f16, q8_0")
     assert not (tmp_path / "x.gguf").exists()
 
 
-def test_an_unsupported_architecture_is_one_line(merged: Path, tmp_path: Path) -> None:
+def test_an_unsupported_architecture_isone_line_message(merged: Path, tmp_path: Path) -> None:
     model = tmp_path / "mistral"
     shutil.copytree(merged, model)
     config = json.loads((model / "config.json").read_text())
@@ -345,14 +337,14 @@ def test_an_unsupported_architecture_is_one_line(merged: Path, tmp_path: Path) -
     (model / "config.json").write_text(json.dumps(config))
     with pytest.raises(TrainingError) as error:
         export_gguf(model, tmp_path / "x.gguf", "f16")
-    _one_line(error, "MistralForCausalLM")
+    one_line_message(error, "MistralForCausalLM")
 
 
 def test_a_full_disk_leaves_no_file_behind(merged: Path, tiny_disk: Path) -> None:
     output = tiny_disk / "model.gguf"
     with pytest.raises(TrainingError) as error:
         export_gguf(merged, output, "f16")
-    _one_line(error, "disk full", str(output))
+    one_line_message(error, "disk full", str(output))
     assert os.listdir(tiny_disk) == []
 
 
@@ -376,19 +368,19 @@ def test_an_existing_model_directory_is_returned_as_is(tiny_base: Path) -> None:
         (lambda where: _text_file(where / "notes.txt"), "not a directory"),
     ],
 )
-def test_a_bad_base_model_is_one_line(
+def test_a_bad_base_model_isone_line_message(
     make: Any, fragment: str, tmp_path: Path, cache_dir: Path
 ) -> None:
     path = make(tmp_path)
     with pytest.raises(ModelNotFoundError) as error:
         resolve_base_model(path)
-    _one_line(error, str(path), fragment)
+    one_line_message(error, str(path), fragment)
 
 
 def test_a_hub_id_is_refused_offline(cache_dir: Path) -> None:
     with pytest.raises(ModelNotFoundError) as error:
         resolve_base_model("HuggingFaceTB/SmolLM2-135M-Instruct")
-    _one_line(error, "HuggingFaceTB/SmolLM2-135M-Instruct", "not a local directory", ".gguf")
+    one_line_message(error, "HuggingFaceTB/SmolLM2-135M-Instruct", "not a local directory", ".gguf")
 
 
 def _text_file(path: Path) -> Path:
@@ -493,24 +485,6 @@ def test_smollm2_converts_once_answers_and_exports(cache_dir: Path, tmp_path: Pa
 # ----------------------------------------------------------------------------- CLI
 
 
-def _ragtune(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, *args: str
-) -> subprocess.CompletedProcess[str]:
-    """``ragtune ARGS`` through cli.main, in this process: no interpreter and torch start-up."""
-    from ragtune import cli
-
-    monkeypatch.setattr("sys.argv", ["ragtune", *args])
-    monkeypatch.setenv("COLUMNS", "200")
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as exit_info:
-        cli.main()
-    captured = capsys.readouterr()
-    code = exit_info.value.code
-    return subprocess.CompletedProcess(
-        args, code if isinstance(code, int) else 1, captured.out, captured.err
-    )
-
-
 def test_cli_merge(
     adapter: Path,
     tmp_path: Path,
@@ -518,13 +492,13 @@ def test_cli_merge(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     output = tmp_path / "merged"
-    result = _ragtune(capsys, monkeypatch, "merge", str(adapter), "--output", str(output))
+    result = run_cli_in_process(capsys, monkeypatch, "merge", str(adapter), "--output", str(output))
     assert result.returncode == 0, result.stderr
     assert f"--llm hf:{output}" in result.stdout
     assert (output / "config.json").is_file()
-    again = _ragtune(capsys, monkeypatch, "merge", str(adapter), "--output", str(output))
+    again = run_cli_in_process(capsys, monkeypatch, "merge", str(adapter), "--output", str(output))
     assert_one_line_error(again, "not empty", "--overwrite")
-    missing = _ragtune(
+    missing = run_cli_in_process(
         capsys, monkeypatch, "merge", str(tmp_path / "nope"), "-o", str(tmp_path / "o")
     )
     assert_one_line_error(missing, "nope", "does not exist")
@@ -538,16 +512,16 @@ def test_cli_export(
 ) -> None:
     output = tmp_path / "tuned.gguf"
     args = ("export", str(merged), "--format", "gguf", "--quant", "q8_0", "--output", str(output))
-    result = _ragtune(capsys, monkeypatch, *args)
+    result = run_cli_in_process(capsys, monkeypatch, *args)
     assert result.returncode == 0, result.stderr
     assert output.is_file()
     assert f"ragtune ask --llm {output}" in result.stdout
     assert "MB, q8_0" in result.stdout
-    wrong_format = _ragtune(
+    wrong_format = run_cli_in_process(
         capsys, monkeypatch, "export", str(merged), "--format", "onnx", "-o", str(output)
     )
     assert_one_line_error(wrong_format, "onnx", "gguf")
-    wrong_quant = _ragtune(
+    wrong_quant = run_cli_in_process(
         capsys, monkeypatch, "export", str(merged), "--quant", "q4_k", "-o", str(output)
     )
     assert_one_line_error(wrong_quant, "q4_k", "f32, f16, q8_0")

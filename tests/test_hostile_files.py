@@ -17,7 +17,7 @@ from pathlib import Path
 
 import docx
 import pytest
-from tests.pdfmaker import make_pdf
+from tests.pdfmaker import make_pdf, pdf_from_objects
 from tests.webserver import Reply, Site, serve
 
 from ragtune import VectorStoreIndex, WebReader, extract_html
@@ -91,26 +91,11 @@ def test_follow_symlinks_reads_outside_and_survives_cycles(linked_folder: Path) 
 # --- Parser failures ------------------------------------------------------------------
 
 
-def pdf_of(objects: list[bytes]) -> bytes:
-    out = bytearray(b"%PDF-1.4\n")
-    offsets = []
-    for number, body in enumerate(objects, start=1):
-        offsets.append(len(out))
-        out += f"{number} 0 obj\n".encode() + body + b"\nendobj\n"
-    xref = len(out)
-    out += f"xref\n0 {len(objects) + 1}\n0000000000 65535 f \n".encode()
-    out += b"".join(f"{offset:010d} 00000 n \n".encode() for offset in offsets)
-    out += (
-        f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode()
-    )
-    return bytes(out)
-
-
 def flate_bomb_pdf() -> bytes:
     """A page whose content stream inflates past pypdf's 75 MB limit (LimitReachedError)."""
     packer = zlib.compressobj(9)
     stream = b"".join(packer.compress(bytes(1 << 20)) for _ in range(80)) + packer.flush()
-    return pdf_of(
+    return pdf_from_objects(
         [
             b"<< /Type /Catalog /Pages 2 0 R >>",
             b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",

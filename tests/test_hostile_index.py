@@ -416,15 +416,6 @@ def test_llm_timeout_bounds_a_dripping_server(drip: Answer) -> None:
 # --- helpers ------------------------------------------------------------------------------
 
 
-@pytest.fixture()
-def notes(tmp_path: Path) -> Path:
-    folder = tmp_path / "notes"
-    folder.mkdir()
-    (folder / "kites.md").write_text("# Kites\n\nThe griffin kite costs 89 dollars.\n")
-    (folder / "lamps.md").write_text("# Lamps\n\nThe lighthouse lamp burns for 40 hours.\n")
-    return folder
-
-
 def _send(handler: BaseHTTPRequestHandler, status: int, body: bytes) -> None:
     handler.send_response(status)
     handler.send_header("Content-Type", "application/json")

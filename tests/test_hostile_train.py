@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.conftest import assert_one_line_error
+from tests.conftest import assert_one_line_error, one_line_message, run_cli_in_process
+from tests.test_finetune import settings as finetune_settings
 from tests.tiny_models import make_tiny_llama
 
 pytest.importorskip("peft", reason="fine-tuning needs the train extra (peft)")
@@ -47,14 +48,6 @@ class Plant:
         return (open, (str(self.marker), "w"))
 
 
-def one_line(error: pytest.ExceptionInfo[BaseException], *fragments: str) -> str:
-    message = str(error.value)
-    assert "\n" not in message, message
-    for fragment in fragments:
-        assert fragment in message, message
-    return message
-
-
 def tree(directory: Path) -> dict[str, bytes]:
     return {
         str(path.relative_to(directory)): path.read_bytes()
@@ -84,20 +77,7 @@ def data(workdir: Path) -> Path:
 
 
 def settings(tiny: Path, data: Path, output: Path, **extra: object) -> dict[str, object]:
-    values: dict[str, object] = {
-        "base": str(tiny),
-        "data": str(data),
-        "output": str(output),
-        "max_steps": 4,
-        "batch_size": 2,
-        "max_length": 64,
-        "learning_rate": 5e-3,
-        "save_every": 2,
-        "eval_fraction": 0.0,
-        "lora_dropout": 0.0,
-    }
-    values.update(extra)
-    return values
+    return finetune_settings(tiny, data, output, **{"max_length": 64, **extra})
 
 
 @pytest.fixture(scope="module")
@@ -148,7 +128,7 @@ def test_resume_never_unpickles_code_from_a_checkpoint(
     torch.save(Plant(marker), checkpoint / name)
     with pytest.raises(TrainingError) as error:
         train(build_config(None, settings(tiny, data, run_copy)), "sft", resume=True)
-    one_line(error, name, str(checkpoint))
+    one_line_message(error, name, str(checkpoint))
     assert not marker.exists()
 
 
@@ -160,7 +140,7 @@ def test_resume_refuses_a_torch_whose_safe_loading_is_not(
     monkeypatch.setattr(torch, "__version__", "2.5.1")  # CVE-2025-32434: weights_only bypass
     with pytest.raises(TrainingError) as error:
         train(build_config(None, settings(tiny, data, run_copy)), "sft", resume=True)
-    one_line(error, "2.6")
+    one_line_message(error, "2.6")
 
 
 def test_a_checkpoint_pointer_never_leaves_the_run(
@@ -171,7 +151,7 @@ def test_a_checkpoint_pointer_never_leaves_the_run(
     (run_copy / "checkpoints" / "latest").write_text("../../elsewhere\n")
     with pytest.raises(TrainingError) as error:
         train(build_config(None, settings(tiny, data, run_copy)), "sft", resume=True)
-    one_line(error, "nothing to resume")
+    one_line_message(error, "nothing to resume")
 
 
 @pytest.mark.parametrize(
@@ -186,7 +166,7 @@ def test_a_damaged_checkpoint_state_is_one_line(
     (checkpoint / "state.json").write_text(json.dumps(state))
     with pytest.raises(TrainingError) as error:
         train(build_config(None, settings(tiny, data, run_copy)), "sft", resume=True)
-    one_line(error, str(checkpoint))
+    one_line_message(error, str(checkpoint))
 
 
 def test_a_scheduler_state_with_foreign_keys_is_refused(
@@ -200,7 +180,7 @@ def test_a_scheduler_state_with_foreign_keys_is_refused(
     torch.save(state, checkpoint / "scheduler.pt")
     with pytest.raises(TrainingError) as error:
         train(build_config(None, settings(tiny, data, run_copy)), "sft", resume=True)
-    one_line(error, "scheduler.pt")
+    one_line_message(error, "scheduler.pt")
 
 
 # ----------------------------------------------------------------------------- untrusted models
@@ -247,7 +227,7 @@ def test_a_model_asking_for_its_own_code_is_refused_without_a_prompt(
             train(build_config(None, settings(model, data, tmp_path / "run")), "sft")
         else:
             merge_adapter(adapter, tmp_path / "merged", base=model)
-    one_line(error)
+    one_line_message(error)
     assert not marker.exists()
 
 
@@ -267,7 +247,7 @@ def test_a_base_model_with_pickled_weights_is_refused(tiny: Path, tmp_path: Path
     model = pickled_weights_only(tiny, tmp_path / "pickled")
     with pytest.raises(ModelNotFoundError) as error:
         resolve_base_model(model)
-    one_line(error, "safetensors", "pytorch_model.bin")
+    one_line_message(error, "safetensors", "pytorch_model.bin")
 
 
 def test_the_transformers_backend_refuses_pickled_weights(tiny: Path, tmp_path: Path) -> None:
@@ -276,7 +256,7 @@ def test_the_transformers_backend_refuses_pickled_weights(tiny: Path, tmp_path: 
     model = pickled_weights_only(tiny, tmp_path / "pickled")
     with pytest.raises(ModelNotFoundError) as error:
         TransformersLLM(model).load()
-    one_line(error, "safetensors", "pytorch_model.bin")
+    one_line_message(error, "safetensors", "pytorch_model.bin")
 
 
 def test_an_adapter_with_pickled_weights_is_refused(
@@ -293,11 +273,11 @@ def test_an_adapter_with_pickled_weights_is_refused(
     torch.save(weights, pickled / "adapter_model.bin")
     with pytest.raises(ModelNotFoundError) as error:
         merge_adapter(pickled, tmp_path / "merged")
-    one_line(error, "safetensors", "adapter_model.bin")
+    one_line_message(error, "safetensors", "adapter_model.bin")
     assert not (tmp_path / "merged").exists()
     with pytest.raises(ModelNotFoundError) as error:
         TransformersLLM(tiny, adapter_dir=pickled)
-    one_line(error, "safetensors")
+    one_line_message(error, "safetensors")
 
 
 # ----------------------------------------------------------------------------- export
@@ -319,7 +299,7 @@ def test_export_never_writes_over_the_model_it_reads(model_copy: Path, tmp_path:
         for overwrite in (False, True):
             with pytest.raises(TrainingError) as error:
                 export_gguf(model_copy, target, "f16", overwrite=overwrite)
-            assert "--overwrite" not in one_line(error, str(target), "reads")
+            assert "--overwrite" not in one_line_message(error, str(target), "reads")
     assert tree(model_copy) == before
     assert not list(tmp_path.rglob(".*.tmp"))
 
@@ -332,7 +312,7 @@ def test_export_never_writes_over_the_gguf_the_model_came_from(
     (model_copy / SOURCE_FILE).write_text(json.dumps({"gguf": str(source), "sha256": "0" * 64}))
     with pytest.raises(TrainingError) as error:
         export_gguf(model_copy, source, "f16", overwrite=True)
-    one_line(error, str(source))
+    one_line_message(error, str(source))
     assert source.read_bytes() == b"GGUF" + bytes(60)
 
 
@@ -342,7 +322,7 @@ def test_export_of_an_adapter_never_writes_over_its_base(
     before = (tiny / "model.safetensors").read_bytes()
     with pytest.raises(TrainingError) as error:
         export_gguf(adapter, tiny / "model.safetensors", "f16", overwrite=True)
-    one_line(error, "model.safetensors")
+    one_line_message(error, "model.safetensors")
     assert (tiny / "model.safetensors").read_bytes() == before
 
 
@@ -353,7 +333,7 @@ def test_export_replaces_an_existing_file_only_with_overwrite(
     output.write_text("mine")
     with pytest.raises(TrainingError) as error:
         export_gguf(model_copy, output, "f16")
-    one_line(error, str(output), "--overwrite")
+    one_line_message(error, str(output), "--overwrite")
     assert output.read_text() == "mine"
     export_gguf(model_copy, output, "f16", overwrite=True)
     assert output.read_bytes()[:4] == b"GGUF"
@@ -367,28 +347,9 @@ def test_export_under_a_file_is_one_clear_line(model_copy: Path, tmp_path: Path)
     afile.write_text("x")
     with pytest.raises(TrainingError) as error:
         export_gguf(model_copy, afile / "sub.gguf", "f16")
-    message = one_line(error, str(afile), "not a directory")
+    message = one_line_message(error, str(afile), "not a directory")
     assert "File exists" not in message
     assert afile.read_text() == "x"
-
-
-def _ragtune(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, *args: str
-) -> Any:
-    import subprocess
-
-    from ragtune import cli
-
-    monkeypatch.setattr(sys, "argv", ["ragtune", *args])
-    code: object = 0
-    try:
-        cli.main()
-    except SystemExit as exit_info:
-        code = exit_info.code or 0
-    captured = capsys.readouterr()
-    return subprocess.CompletedProcess(
-        args, code if isinstance(code, int) else 1, captured.out, captured.err
-    )
 
 
 def test_cli_export_refuses_its_input_and_an_existing_output(
@@ -400,18 +361,21 @@ def test_cli_export_refuses_its_input_and_an_existing_output(
     weights = model_copy / "model.safetensors"
     before = weights.read_bytes()
     for extra in ((), ("--overwrite",)):
-        result = _ragtune(
+        result = run_cli_in_process(
             capsys, monkeypatch, "export", str(model_copy), "-o", str(weights), *extra
         )
         assert_one_line_error(result, str(weights))
     assert weights.read_bytes() == before
     output = tmp_path / "[bold]out.gguf"  # a path that Rich would take for markup
     assert (
-        _ragtune(capsys, monkeypatch, "export", str(model_copy), "-o", str(output)).returncode == 0
+        run_cli_in_process(
+            capsys, monkeypatch, "export", str(model_copy), "-o", str(output)
+        ).returncode
+        == 0
     )
-    again = _ragtune(capsys, monkeypatch, "export", str(model_copy), "-o", str(output))
+    again = run_cli_in_process(capsys, monkeypatch, "export", str(model_copy), "-o", str(output))
     assert_one_line_error(again, "--overwrite")
-    replaced = _ragtune(
+    replaced = run_cli_in_process(
         capsys, monkeypatch, "export", str(model_copy), "-o", str(output), "--overwrite"
     )
     assert replaced.returncode == 0, replaced.stderr
@@ -432,7 +396,7 @@ def test_merge_never_replaces_its_own_inputs(tiny: Path, adapter: Path, tmp_path
         for overwrite in (False, True):
             with pytest.raises(TrainingError) as error:
                 merge_adapter(own, output, base=base, overwrite=overwrite)
-            assert "--overwrite" not in one_line(error, str(output), "reads")
+            assert "--overwrite" not in one_line_message(error, str(output), "reads")
     assert {path: tree(path) for path in (base, own)} == before
 
 
@@ -441,7 +405,7 @@ def test_merge_under_a_file_is_one_clear_line(adapter: Path, tmp_path: Path) -> 
     afile.write_text("x")
     with pytest.raises(TrainingError) as error:
         merge_adapter(adapter, afile / "merged")
-    message = one_line(error, str(afile), "not a directory")
+    message = one_line_message(error, str(afile), "not a directory")
     assert "File exists" not in message
 
 
@@ -456,7 +420,7 @@ def test_a_run_under_a_file_is_one_clear_line(
     afile.write_text("x")
     with pytest.raises(TrainingError) as error:
         train(build_config(None, settings(tiny, data, afile / "run")), objective)
-    message = one_line(error, str(afile), "not a directory")
+    message = one_line_message(error, str(afile), "not a directory")
     assert "File exists" not in message
 
 
@@ -480,7 +444,7 @@ def test_a_run_never_deletes_or_writes_over_its_inputs(
         values = {**settings(tiny, data, run_copy), **extra}
         with pytest.raises(TrainingError) as error:
             train(build_config(None, values), "sft", overwrite=True)
-        one_line(error, str(run_copy))
+        one_line_message(error, str(run_copy))
         assert (tree(victim) if victim.is_dir() else victim.read_bytes()) == before
 
 

@@ -15,15 +15,6 @@ from tests.postgres_server import PostgresServer
 from ragtune.index.manifest import MANIFEST
 
 
-@pytest.fixture()
-def notes(tmp_path: Path) -> Path:
-    folder = tmp_path / "notes"
-    folder.mkdir()
-    (folder / "kites.md").write_text("# Kites\n\nThe griffin kite costs 89 dollars.\n")
-    (folder / "lamps.md").write_text("# Lamps\n\nThe lighthouse lamp burns for 40 hours.\n")
-    return folder
-
-
 def test_postgres_store_end_to_end(postgres: PostgresServer, notes: Path, tmp_path: Path) -> None:
     index = tmp_path / "idx"
     store = postgres.table_url(f"cli_{uuid.uuid4().hex[:8]}")

@@ -18,6 +18,7 @@ from ragtune.errors import RagtuneError
 from ragtune.ingest import IngestSettings
 from ragtune.terminal import err, out, plain, printable, styled
 from ragtune.web.crawl import CrawlEvent
+from ragtune.web.render import allowed_origin
 
 try:  # typer >= 0.22 carries its own copy of click; its errors are those classes
     from typer._click import exceptions as click_errors
@@ -115,6 +116,14 @@ def ingest(
     render: Annotated[
         str, typer.Option(help="JavaScript rendering: never, auto (app shells only) or always.")
     ] = "auto",
+    render_allow: Annotated[
+        list[str] | None,
+        typer.Option(
+            metavar="ORIGIN",
+            help="An origin a rendered page may also reach, e.g. https://cdn.example.com "
+            "(repeatable; by default only the page's own).",
+        ),
+    ] = None,
     ignore_robots: Annotated[
         bool, typer.Option("--ignore-robots", help="Do not obey robots.txt.")
     ] = False,
@@ -173,6 +182,7 @@ def ingest(
         include=include or [],
         exclude=exclude or [],
         render=render,  # type: ignore[arg-type]
+        render_allow=[allowed_origin(origin) for origin in render_allow or []],
         obey_robots=not ignore_robots,
         use_sitemaps=not no_sitemaps,
         concurrency=concurrency,
