@@ -315,12 +315,10 @@ def test_a_shorter_pdf_leaves_no_stale_pages_and_a_vanished_one_takes_all(
 def test_sources_are_recorded_once_with_the_newest_settings(pages: Pages, tmp_path: Path) -> None:
     index_dir = tmp_path / "index"
     ingest([pages.url("/a")], index_dir, IngestSettings(render="never"))
-    ingest([pages.url("/b"), pages.url("/a")], index_dir, IngestSettings(timeout=7))
+    newest = IngestSettings(timeout=7, render_allow=["https://cdn.example.com"])
+    ingest([pages.url("/b"), pages.url("/a")], index_dir, newest)
     recorded = {r.source: r.settings for r in recorded_sources(index_dir)}
-    assert recorded == {
-        pages.url("/a"): IngestSettings(timeout=7),
-        pages.url("/b"): IngestSettings(timeout=7),
-    }
+    assert recorded == {pages.url("/a"): newest, pages.url("/b"): newest}
     # A source that failed under --skip-failures is not recorded.
     ingest(
         [pages.url("/c"), pages.url("/missing")],

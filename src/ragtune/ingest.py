@@ -49,6 +49,8 @@ class IngestSettings:
     include: list[str] = field(default_factory=list)
     exclude: list[str] = field(default_factory=list)
     render: RenderMode = "auto"
+    # Origins besides its own that a rendered page may reach (--render-allow).
+    render_allow: list[str] = field(default_factory=list)
     obey_robots: bool = True
     use_sitemaps: bool = True
     concurrency: int = 16
@@ -157,6 +159,7 @@ def read_urls(
         obey_robots=settings.obey_robots,
         use_sitemaps=settings.use_sitemaps,
         render=settings.render,
+        render_allow=settings.render_allow,
         concurrency=settings.concurrency,
         per_host_concurrency=settings.per_host_concurrency,
         delay=settings.delay,
@@ -272,6 +275,7 @@ RECORDED_SETTINGS = (
     "include",
     "exclude",
     "render",
+    "render_allow",
     "obey_robots",
     "use_sitemaps",
     "concurrency",

@@ -78,6 +78,8 @@ class FetchedPage:
     attempts: int = 1
     rendered: bool = False  # the body is the DOM after JavaScript ran
     truncated: bool = False  # the body stops at the byte cap (a fetch with truncate=True)
+    # Origins a rendered page's requests went to and were refused (see --render-allow).
+    blocked_origins: tuple[str, ...] = ()
 
     @property
     def is_html(self) -> bool:

@@ -25,7 +25,7 @@ from ragtune.web.fetch import (
     Validators,
 )
 from ragtune.web.politeness import HostThrottle
-from ragtune.web.render import PageRenderer
+from ragtune.web.render import PageRenderer, allowed_origin
 
 logger = logging.getLogger(__name__)
 
@@ -40,8 +40,9 @@ class WebReader:
     ScrapflyReader) logs and skips pages that fail; ``False`` raises the first
     failure. ``crawl=True`` follows links breadth-first (same site, robots.txt
     obeyed, sitemaps read). ``render="auto"`` runs JavaScript (Playwright and
-    the system's Chromium) only for app-shell pages. ``reader.report`` says
-    what happened to every URL.
+    the system's Chromium) only for app-shell pages; a rendered page reaches its
+    own origin and those in ``render_allow`` (its CDN, its API) only.
+    ``reader.report`` says what happened to every URL.
     """
 
     def __init__(
@@ -56,6 +57,7 @@ class WebReader:
         obey_robots: bool = True,
         use_sitemaps: bool = True,
         render: RenderMode = "auto",
+        render_allow: Iterable[str] = (),
         concurrency: int = 16,
         per_host_concurrency: int = 4,
         delay: float = 0.0,
@@ -78,6 +80,9 @@ class WebReader:
             concurrency=concurrency,
         )
         self.render = render
+        if isinstance(render_allow, str):  # one origin, not its characters
+            render_allow = [render_allow]
+        self.render_allow = [allowed_origin(origin) for origin in render_allow]
         self.throttle = HostThrottle(per_host=per_host_concurrency, delay=delay)
         self.timeout = timeout
         self.max_bytes = max_bytes
@@ -139,7 +144,7 @@ class WebReader:
         return result if isinstance(result, list) else []
 
     def _renderer(self) -> PageRenderer:
-        return PageRenderer(self.render, self.max_bytes)
+        return PageRenderer(self.render, self.max_bytes, self.render_allow)
 
     def _record_failure(self, error: RagtuneError) -> None:
         if not self.ignore_scrape_failures:
@@ -168,7 +173,17 @@ def _page_documents(page: FetchedPage) -> list[Document]:
     if page.rendered:
         base["rendered"] = True
     if page.is_html:
-        extracted = extract_html(page.body, url=page.final_url)
+        try:
+            extracted = extract_html(page.body, url=page.final_url)
+        except ExtractionError as error:
+            if not page.blocked_origins:
+                raise
+            # Most likely why a rendered app shell stayed empty: say what would fix it.
+            origins = ", ".join(page.blocked_origins[:3])
+            raise ExtractionError(
+                f"{error} after rendering; the page also asked {origins}, which rendered "
+                "pages may not reach (allow an origin with --render-allow)"
+            ) from None
         return [make_document(extracted.markdown, {**extracted.metadata, **base})]
     if page.content_type in PDF_TYPES:
         title = _name_of(page.final_url)

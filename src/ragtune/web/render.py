@@ -8,24 +8,27 @@ one dedicated thread owns the browser and crawler workers queue jobs to it.
 
 A rendered page reaches its own origin only: what its scripts, images and
 frames ask of any other origin (another site, or a service on the crawling
-machine's network) is refused, and so is any redirect there.
+machine's network) is refused, and so is any redirect there. Origins the user
+names (``--render-allow``, for an app's CDN or API) may be reached too.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from typing import Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import SplitResult, urljoin, urlsplit
 
 import lxml.etree
 import lxml.html
 
-from ragtune.errors import ExtractionError, RagtuneError
+from ragtune.errors import ExtractionError, FetchError, RagtuneError
 from ragtune.web.crawl import CrawlEvent
 from ragtune.web.fetch import DEFAULT_MAX_BYTES
+from ragtune.web.urls import DEFAULT_PORTS, check_url, normalise
 
 SHELL_TEXT_CHARS = 200
 RENDER_TIMEOUT_MS = 30_000
@@ -81,12 +84,45 @@ def chromium_path() -> str:
     return path
 
 
-class PageRenderer:
-    """The crawler's on_fetched hook for --render auto|always|never."""
+def allowed_origin(value: str) -> str:
+    """``value``, an origin a rendered page may reach besides its own (such as
+    https://cdn.example.com or http://127.0.0.1:8001), spelt as requests' origins
+    are compared: lower case, IDNA-encoded, no default port. Anything else (another
+    scheme, credentials, a path, a query) is a RagtuneError."""
+    value = value.strip()
+    try:
+        check_url(value)
+    except FetchError as error:
+        raise RagtuneError(f"render allow-list: {error}") from None
+    parts = urlsplit(value)
+    if parts.path not in ("", "/") or "?" in value or "#" in value:
+        problem = "an origin is scheme://host[:port], with no path, query or fragment"
+    elif "*" in value:
+        problem = "name each origin, without wildcards"
+    elif not _port_in_range(parts):
+        problem = "the port must be from 1 to 65535"
+    else:
+        return _origin(normalise(value))
+    raise RagtuneError(f"render allow-list: {value}: {problem}")
 
-    def __init__(self, mode: str, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
+
+def _port_in_range(parts: SplitResult) -> bool:
+    try:
+        return parts.port is None or parts.port > 0
+    except ValueError:
+        return False
+
+
+class PageRenderer:
+    """The crawler's on_fetched hook for --render auto|always|never; a rendered page
+    may reach its own origin and ``allowed_origins``."""
+
+    def __init__(
+        self, mode: str, max_bytes: int = DEFAULT_MAX_BYTES, allowed_origins: Iterable[str] = ()
+    ) -> None:
         self.mode = mode
         self.max_bytes = max_bytes  # the fetch's byte cap holds for the DOM scripts build too
+        self.allowed_origins = frozenset(allowed_origin(origin) for origin in allowed_origins)
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ragtune-render")
         self._playwright: Any = None
         self._browser: Any = None
@@ -104,10 +140,12 @@ class PageRenderer:
                 )
             return
         if self.mode == "always" or shell:
-            page.body = self._thread.submit(self._render, page.final_url).result()
+            page.body, blocked = self._thread.submit(self._render, page.final_url).result()
             page.rendered = True
+            page.blocked_origins = tuple(sorted(blocked))
 
-    def _render(self, url: str) -> bytes:
+    def _render(self, url: str) -> tuple[bytes, set[str]]:
+        """The page's DOM after its scripts ran, and the origins it was kept from."""
         if self._browser is None:
             from playwright.sync_api import sync_playwright
 
@@ -122,9 +160,10 @@ class PageRenderer:
             user_agent="ragtune (rendering)", service_workers="block"
         )
         try:
-            origin = _origin(url)
-            context.route("**/*", lambda route: _same_origin_only(route, origin))
-            context.route_web_socket("**/*", lambda socket: _same_origin_socket(socket, origin))
+            origins = self.allowed_origins | {_origin(url)}
+            blocked: set[str] = set()
+            context.route("**/*", lambda route: _allowed_origins_only(route, origins, blocked))
+            context.route_web_socket("**/*", lambda socket: _allowed_socket(socket, origins))
             tab = context.new_page()
             tab.goto(url, wait_until="networkidle", timeout=RENDER_TIMEOUT_MS)
             html = str(tab.content()).encode("utf-8")
@@ -139,7 +178,7 @@ class PageRenderer:
             raise ExtractionError(
                 f"{url}: the rendered page is {size} bytes, over the {limit}-byte limit"
             )
-        return html
+        return html, blocked
 
     def close(self) -> None:
         def shutdown() -> None:
@@ -152,18 +191,31 @@ class PageRenderer:
 
 
 def _origin(url: str) -> str:
+    """scheme://host[:port] as Chromium spells a request's: lower case, no
+    credentials, no default port. A WebSocket's is that of the http(s) server it
+    upgrades from (ws -> http, wss -> https)."""
     parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}".lower()
+    scheme = parts.scheme.lower()
+    scheme = {"ws": "http", "wss": "https"}.get(scheme, scheme)
+    try:
+        port = parts.port
+    except ValueError:  # out of range: as written, which no allowed origin is
+        return f"{scheme}://{parts.netloc.lower()}"
+    host = parts.hostname or ""
+    netloc = f"[{host}]" if ":" in host else host
+    if port is not None and port != DEFAULT_PORTS.get(scheme):
+        netloc = f"{netloc}:{port}"
+    return f"{scheme}://{netloc}"
 
 
-def _same_origin_only(route: Any, origin: str) -> None:
-    """A rendered page's request, served only from ``origin``. Playwright does not
-    route the hops of a redirect, so they are followed here, each checked, and
-    Chromium is given the final response."""
+def _allowed_origins_only(route: Any, origins: frozenset[str], blocked: set[str]) -> None:
+    """A rendered page's request, served only from ``origins`` (the others it tried
+    are added to ``blocked``). Playwright does not route the hops of a redirect, so
+    they are followed here, each checked, and Chromium is given the final response."""
     from playwright.sync_api import Error as PlaywrightError
 
     try:
-        response = _fetch_on_origin(route, origin)
+        response = _fetch_within(route, origins, blocked)
     except PlaywrightError:
         response = None
     with suppress(PlaywrightError):  # the page may be gone
@@ -173,12 +225,14 @@ def _same_origin_only(route: Any, origin: str) -> None:
             route.fulfill(response=response)
 
 
-def _fetch_on_origin(route: Any, origin: str) -> Any:
+def _fetch_within(route: Any, origins: frozenset[str], blocked: set[str]) -> Any:
     """The response to ``route``'s request, redirects followed; None when it or a
-    redirect leaves ``origin``, or redirects too often."""
+    redirect leaves ``origins``, or redirects too often."""
     url = route.request.url
     for _ in range(MAX_RENDER_REDIRECTS + 1):
-        if _origin(url) != origin:
+        if _origin(url) not in origins:
+            if url.startswith(("http://", "https://")):
+                blocked.add(_origin(url))
             return None
         response = route.fetch(url=url, max_redirects=0, timeout=RENDER_TIMEOUT_MS)
         location = response.headers.get("location")
@@ -188,9 +242,8 @@ def _fetch_on_origin(route: Any, origin: str) -> Any:
     return None
 
 
-def _same_origin_socket(socket: Any, origin: str) -> None:
-    ws_origin = _origin(socket.url).replace("ws", "http", 1)  # ws -> http, wss -> https
-    if ws_origin == origin:
+def _allowed_socket(socket: Any, origins: frozenset[str]) -> None:
+    if _origin(socket.url) in origins:
         socket.connect_to_server()
     else:
         socket.close()
