@@ -181,6 +181,7 @@ def test_unsupported_model_layout_gives_one_line(tmp_path: Path, onnx_cache: Pat
     shutil.copytree(
         DEFAULT_EMBEDDER.require(), model, ignore=shutil.ignore_patterns("*.safetensors")
     )
+    (model / "model.safetensors").symlink_to(DEFAULT_EMBEDDER.require() / "model.safetensors")
     modules = json.loads((model / "modules.json").read_text())
     modules.append(
         {"idx": 3, "name": "3", "path": "3_Dense", "type": "sentence_transformers.models.Dense"}

@@ -1,8 +1,9 @@
 """Hostile local files and folders (issue #11): each becomes one reported outcome.
 
 Symbolic links out of a folder, link cycles, parser crashes, bombs, unreadable and
-special files, pages beyond the HTML parser's limits, and reasons that name the
-source once.
+special files, pages beyond the HTML parser's limits, an index's damaged records,
+embedder directories with pickled weights or damaged files, and reasons that name
+the source once.
 """
 
 from __future__ import annotations
@@ -10,22 +11,30 @@ from __future__ import annotations
 import errno
 import io
 import os
+import re
+import shutil
+import subprocess
 import zipfile
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import docx
 import pytest
+from tests.conftest import assert_one_line_error, run_cli_in_process
 from tests.pdfmaker import make_pdf, pdf_from_objects
 from tests.webserver import Reply, Site, serve
 
 from ragtune import VectorStoreIndex, WebReader, extract_html
+from ragtune.assets import DEFAULT_EMBEDDER
 from ragtune.documents import Document
-from ragtune.errors import RagtuneError
-from ragtune.extract import files
+from ragtune.errors import ModelNotFoundError, RagtuneError
+from ragtune.extract import files, pdf
 from ragtune.index.chunking import ChunkingConfig, MarkdownChunker
-from ragtune.ingest import IngestSettings, ingest, read_paths
+from ragtune.index.embedding import make_embedder
+from ragtune.index.filters import parse_filter
+from ragtune.ingest import IngestSettings, ingest, read_paths, recorded_sources
 from ragtune.web.crawl import CrawlEvent
 
 
@@ -240,6 +249,48 @@ def test_file_over_the_size_limit_is_too_large(
     assert events["big.txt"].reason == "too large (2,200 bytes; the limit is 1,000)"
 
 
+def text_bomb_pdf(pages: int, lines: int) -> bytes:
+    """Pages whose small FlateDecode streams each show ``lines`` lines of 50 characters."""
+    line = b"(" + b"lighthouse " * 4 + b"keeper) Tj T* "
+    stream = zlib.compress(b"BT /F1 12 Tf 12 TL 72 720 Td " + line * lines + b"ET", 9)
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [%s] /Count %d >>"
+        % (b" ".join(b"%d 0 R" % (4 + 2 * i) for i in range(pages)), pages),
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+    ]
+    for i in range(pages):
+        objects.append(
+            b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] "
+            b"/Resources << /Font << /F1 3 0 R >> >> /Contents %d 0 R >>" % (5 + 2 * i)
+        )
+        objects.append(
+            b"<< /Length %d /Filter /FlateDecode >>\nstream\n" % len(stream)
+            + stream
+            + b"\nendstream"
+        )
+    return pdf_from_objects(objects)
+
+
+def test_pdf_whose_text_passes_the_limit_is_too_large(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(pdf, "MAX_PDF_TEXT_CHARS", 30_000)
+    root = tmp_path / "kb"
+    root.mkdir()
+    (root / "bomb.pdf").write_bytes(text_bomb_pdf(pages=5, lines=400))  # 5 x 20,000 characters
+    (root / "fine.md").write_text("The supply boat comes on Thursdays.")
+    assert (root / "bomb.pdf").stat().st_size < 5000
+    events, documents = read(root)
+    assert texts(documents) == "The supply boat comes on Thursdays."
+    assert events["bomb.pdf"].status == "failed"
+    # Refused at the page that passes the limit, not after reading them all.
+    assert re.fullmatch(
+        r"too large \(its text passes [\d,]+ characters by page 2; the limit is 30,000\)",
+        events["bomb.pdf"].reason,
+    )
+
+
 # --- Documents that have text are indexed ---------------------------------------------
 
 
@@ -291,6 +342,153 @@ def test_splitting_a_long_sentence_does_not_recount_it_at_every_word() -> None:
     chunks = MarkdownChunker(counting, ChunkingConfig(chunk_size=64, chunk_overlap=8)).chunk(text)
     assert sum(words(c.text) for c in chunks) >= 20_000
     assert counted < 6 * len(text)  # recounting the growing run was ~60x
+
+
+# --- An index's own records -----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def recorded_index(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An index of one file, with its sources.json."""
+    root = tmp_path_factory.mktemp("recorded")
+    (root / "kites.md").write_text("# Kites\n\nThe griffin kite costs 89 dollars.\n")
+    ingest([str(root / "kites.md")], root / "idx", IngestSettings())
+    return root / "idx"
+
+
+@pytest.fixture()
+def index_copy(recorded_index: Path, tmp_path: Path) -> Path:
+    return Path(shutil.copytree(recorded_index, tmp_path / "idx"))
+
+
+@pytest.fixture()
+def lamps(tmp_path: Path) -> Path:
+    path = tmp_path / "lamps.md"
+    path.write_text("# Lamps\n\nThe lighthouse lamp burns for 40 hours.\n")
+    return path
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [b"[" * 100_000, b"{broken", b'{"format": "ragtune-sources", "sources": 3}', b"\xff\xfe"],
+)
+def test_ingest_refuses_a_damaged_sources_record_and_keeps_it(
+    damage: bytes,
+    index_copy: Path,
+    lamps: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    record = index_copy / "sources.json"
+    record.write_bytes(damage)
+    result = run_cli_in_process(
+        capsys, monkeypatch, "ingest", str(lamps), "--index", str(index_copy)
+    )
+    assert_one_line_error(result, f"{record} is damaged", "repair it, or delete it")
+    assert result.returncode == 1
+    assert record.read_bytes() == damage  # rewriting it would lose every earlier source
+    assert VectorStoreIndex.load(index_copy).stats()["documents"] == 1
+
+
+def test_records_nested_too_deeply_are_one_line(
+    index_copy: Path,
+    lamps: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    (index_copy / "sources.json").write_text("[" * 100_000)
+    result = run_cli_in_process(capsys, monkeypatch, "sync", "--index", str(index_copy))
+    assert_one_line_error(result, "sources.json is damaged (nested too deeply)")
+    (index_copy / "ragtune.json").write_text("[" * 100_000)
+    for command in (["sync"], ["ingest", str(lamps)], ["retrieve", "kites?"]):
+        result = run_cli_in_process(capsys, monkeypatch, *command, "--index", str(index_copy))
+        assert_one_line_error(result, "ragtune.json is damaged (nested too deeply)")
+
+
+def test_an_index_without_sources_record_takes_an_ingest(index_copy: Path, lamps: Path) -> None:
+    (index_copy / "sources.json").unlink()  # as an index built through the Python API has
+    ingest([str(lamps)], index_copy, IngestSettings())
+    assert [r.source for r in recorded_sources(index_copy)] == [str(lamps.resolve())]
+
+
+def test_a_filter_value_nested_too_deeply_is_a_string() -> None:
+    deep = "[" * 100_000
+    assert parse_filter(f"tag={deep}").value == deep
+
+
+# --- Model directories ----------------------------------------------------------------
+
+
+class Plant:
+    """Unpickled, this opens ``marker`` for writing, creating it: what a shell command could do."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[Any, tuple[str, str]]:
+        return (open, (str(self.marker), "w"))
+
+
+def embedder_without_weights(where: Path) -> Path:
+    """A copy of the bundled MiniLM but for its weights."""
+    ignore = shutil.ignore_patterns("*.safetensors")
+    return Path(shutil.copytree(DEFAULT_EMBEDDER.require(), where, ignore=ignore))
+
+
+def ingest_with_embedder(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    source: Path,
+    index_dir: Path,
+    model: Path,
+    backend: str,
+) -> subprocess.CompletedProcess[str]:
+    return run_cli_in_process(
+        capsys, monkeypatch, "ingest", str(source), "--index", str(index_dir),
+        "--embed-model", str(model), "--embed-backend", backend,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("backend", ["torch", "onnx"])
+def test_an_embedder_with_pickled_weights_is_refused(
+    backend: str,
+    tmp_path: Path,
+    lamps: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import torch
+
+    model = embedder_without_weights(tmp_path / "embedder")
+    marker = tmp_path / "planted"
+    torch.save(Plant(marker), model / "pytorch_model.bin")
+    index_dir = tmp_path / "idx"
+    result = ingest_with_embedder(capsys, monkeypatch, lamps, index_dir, model, backend)
+    assert_one_line_error(result, str(model), "pytorch_model.bin", "safetensors only")
+    assert result.returncode == 1
+    assert not marker.exists() and not index_dir.exists()
+    (model / "pytorch_model.bin").unlink()
+    with pytest.raises(ModelNotFoundError, match="has no weights"):
+        make_embedder(model)
+
+
+@pytest.mark.parametrize(
+    "damaged", ["config.json", "sentence_bert_config.json", "modules.json", "tokenizer.json"]
+)
+@pytest.mark.parametrize("backend", ["torch", "onnx"])
+def test_an_embedder_with_a_damaged_file_is_one_line(
+    damaged: str,
+    backend: str,
+    tmp_path: Path,
+    lamps: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    model = embedder_without_weights(tmp_path / "embedder")
+    (model / "model.safetensors").symlink_to(DEFAULT_EMBEDDER.require() / "model.safetensors")
+    (model / damaged).write_text("[" * 100_000)
+    result = ingest_with_embedder(capsys, monkeypatch, lamps, tmp_path / "idx", model, backend)
+    assert_one_line_error(result, str(model))
 
 
 # --- Reasons name the source once -----------------------------------------------------

@@ -69,6 +69,16 @@ Answer = Callable[[BaseHTTPRequestHandler], None]
         # An @ after the host is no userinfo.
         ("https://medium.com:443/@user/post?q=a@b", "https://medium.com:443/@user/post?q=a@b"),
         ("http://[::1]:8080/@x", "http://[::1]:8080/@x"),
+        # A URL urlsplit cannot read at all: masked up to its last @, never an error.
+        ("see http://hunter2@[::1/ now", "see http://***@[::1/ now"),
+        ("http://[::1/x?password=hunter2", "http://[::1/x?password=***"),
+        # libpq's empty authority, host and port as parameters: the // stays.
+        (
+            "postgresql:///kb?host=127.0.0.1&port=5&password=hunter2",
+            "postgresql:///kb?host=127.0.0.1&port=5",
+        ),
+        ("postgres://?host=db&password=hunter2", "postgres://?host=db"),
+        ("dsn postgresql:///kb?password=hunter2 failed", "dsn postgresql:///kb failed"),
     ],
 )
 def test_redact_removes_every_kind_of_secret(text: str, shown: str) -> None:
@@ -84,6 +94,8 @@ def test_redact_masks_a_known_secret_anywhere() -> None:
 def test_store_name_keeps_no_password_parameter() -> None:
     name = _store_name(f"postgresql://rag:{SECRET}@db:5/kb?password={SECRET}&table=t&sslmode=off")
     assert name == "postgresql://rag@db:5/kb?sslmode=off"
+    empty_host = _store_name(f"postgresql:///kb?host=db&port=5&password={SECRET}&table=t")
+    assert empty_host == "postgresql:///kb?host=db&port=5"
 
 
 def test_postgres_password_parameter_is_never_printed(notes: Path, tmp_path: Path) -> None:
@@ -118,9 +130,34 @@ def test_postgres_password_parameter_is_never_stored(
     assert "40 hours" in json.loads(found.stdout)["results"][0]["text"]
 
 
+def test_postgres_uri_with_an_empty_host_works_and_keeps_no_password(
+    postgres: PostgresServer, notes: Path, tmp_path: Path
+) -> None:
+    # libpq reads postgresql:///db?host=... only with its //; redacting once dropped it.
+    index = tmp_path / "idx"
+    server = f"postgresql:///postgres?host=127.0.0.1&port={postgres.port}&user={postgres.user}"
+    table = f"&table=sec_{uuid.uuid4().hex[:8]}"
+    result = run_cli(
+        "ingest",
+        str(notes),
+        "--index",
+        str(index),
+        "--store",
+        server + table + f"&password={SECRET}",
+    )
+    assert result.returncode == 0, result.stderr
+    assert SECRET not in result.stderr + result.stdout
+    for path in index.rglob("*"):
+        assert SECRET not in path.read_text(), path
+    assert json.loads((index / MANIFEST).read_text())["store"] == server
+    found = run_cli("retrieve", "How long does the lamp burn?", "--index", str(index), "--json")
+    assert found.returncode == 0, found.stderr
+    assert "40 hours" in json.loads(found.stdout)["results"][0]["text"]
+
+
 def test_a_secret_an_older_manifest_kept_is_dropped(tmp_path: Path) -> None:
     written = Manifest(
-        embedder_path=f"openai:http://127.0.0.1:9/v1?model=m&api_key={SECRET}",
+        embedder_path=f"openai:http://{SECRET}@127.0.0.1:9/v1?model=m&api_key={SECRET}",
         embedder_name="m",
         dimensions=3,
         chunk_size=64,
@@ -141,6 +178,7 @@ def test_a_secret_an_older_manifest_kept_is_dropped(tmp_path: Path) -> None:
         f"openai:http://u:{SECRET}@127.0.0.1:9/v1?model=m",
         f"openai:http://127.0.0.1:9/v1?model=m&api_key={SECRET}",
         f"http://127.0.0.1:9/v1?token={SECRET}&model=m",
+        f"openai:http://{SECRET}@127.0.0.1:9/v1?model=m",  # a token as the user name
     ],
 )
 def test_embedding_endpoint_refuses_credentials_in_its_url(spec: str) -> None:
@@ -153,15 +191,30 @@ def test_embedding_endpoint_refuses_credentials_in_its_url(spec: str) -> None:
     assert "RAGTUNE_EMBED_API_KEY" in message
 
 
-def test_cli_embedding_endpoint_with_a_password_writes_and_prints_nothing(
-    notes: Path, tmp_path: Path
+@pytest.mark.parametrize("userinfo", [f"u:{SECRET}", SECRET])
+def test_cli_embedding_endpoint_with_credentials_writes_and_prints_nothing(
+    notes: Path, tmp_path: Path, userinfo: str
 ) -> None:
     index = tmp_path / "idx"
-    spec = f"openai:http://u:{SECRET}@127.0.0.1:9/v1?model=m"
+    spec = f"openai:http://{userinfo}@127.0.0.1:9/v1?model=m"
     result = run_cli("ingest", str(notes), "--index", str(index), "--embed-model", spec)
     assert_one_line_error(result, "RAGTUNE_EMBED_API_KEY")
     assert SECRET not in result.stderr + result.stdout
     assert not index.exists()
+
+
+@pytest.mark.parametrize("host", ["a..b", "a" * 64 + ".com"])
+def test_endpoints_on_a_host_name_that_cannot_be_encoded_fail_in_one_line(
+    notes: Path, tmp_path: Path, host: str
+) -> None:
+    # socket's idna encoding raised a UnicodeError no client reported as a failed connection.
+    index = tmp_path / "idx"
+    spec = f"openai:http://{host}/v1?model=m"
+    embedded = run_cli("ingest", str(notes), "--index", str(index), "--embed-model", spec)
+    assert_one_line_error(embedded, "embedding endpoint", "invalid host name")
+    assert not index.exists()
+    asked = run_cli("ask", "hi", "--llm", spec + "&context=512")
+    assert_one_line_error(asked, "invalid host name")
 
 
 def test_embedding_errors_never_show_the_key(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -206,6 +259,25 @@ def test_llm_errors_and_repr_never_show_credentials(
             served.chat([{"role": "user", "content": "hi"}])
     assert "HTTP 401" in str(echoed.value)
     assert SECRET not in str(echoed.value)
+
+
+# --- index directories ---------------------------------------------------------------------
+
+
+def test_an_index_directory_that_cannot_be_made_is_one_line(notes: Path, tmp_path: Path) -> None:
+    afile = tmp_path / "afile"
+    afile.write_text("not a folder")
+    target = afile / "idx"
+    with pytest.raises(InvalidIndexError, match="is not a directory"):
+        check_index_target(target)  # before anything is read or fetched
+    result = run_cli("ingest", str(notes), "--index", str(target))
+    assert_one_line_error(result, f"cannot write the index at {target}: {afile} is not a directory")
+    assert afile.read_text() == "not a folder"
+
+    # No ancestor says so in advance; creating it fails.
+    proc = run_cli("ingest", str(notes), "--index", "/proc/ragtune-idx/idx")
+    assert_one_line_error(proc, "cannot write the index at /proc/ragtune-idx/idx")
+    assert not Path("/proc/ragtune-idx").exists()
 
 
 # --- concurrent writers -------------------------------------------------------------------

@@ -456,3 +456,26 @@ def test_overwrite_keeps_the_previous_run_until_the_new_one_can_start(
     with pytest.raises(DatasetError):
         train(build_config(None, values), "sft", overwrite=True)
     assert tree(run_copy) == before
+
+
+def test_a_recipe_nested_too_deeply_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    deep = tmp_path / "deep.yaml"
+    deep.write_text("[" * 100_000 + "]" * 100_000)
+    result = run_cli_in_process(
+        capsys, monkeypatch, "finetune", "--config", str(deep), "--data", str(tmp_path / "d.json")
+    )
+    assert_one_line_error(result, f"{deep}: not valid YAML (nested too deeply)")
+    assert result.returncode == 1
+
+
+def test_a_recipe_value_that_anchors_expand_is_shown_short(tmp_path: Path) -> None:
+    # Ten lines of anchors make a value of 10**10 items: its full repr would never finish.
+    anchors = ["&a0 [x, x, x, x, x, x, x, x, x, x]"]
+    anchors += [f"&a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 10)]
+    recipe = tmp_path / "laughs.yaml"
+    recipe.write_text(f"lora_targets: [{', '.join(anchors)}]\n")
+    with pytest.raises(TrainingError) as error:
+        build_config(recipe, {})
+    assert len(one_line_message(error, "'lora_targets' cannot be")) < 300

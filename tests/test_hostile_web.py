@@ -12,12 +12,14 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
-from tests.conftest import run_cli
+from tests.conftest import assert_one_line_error, run_cli
 from tests.test_render import needs_chromium
 from tests.webserver import Reply, Site, serve
 
 from ragtune import VectorStoreIndex, WebReader
+from ragtune.deadline import Deadline, deadline_client
 from ragtune.errors import RagtuneError
 from ragtune.ingest import REPORT_FILE, SOURCES_FILE, IngestSettings, ingest
 from ragtune.sync import sync
@@ -124,6 +126,55 @@ def test_unusable_url_with_credentials_is_reported_without_them(url: str, secret
     [event] = reader.report.events
     assert event.status == "failed" and "***@" in event.url
     assert secret not in event.url + event.reason + str(event.error)
+
+
+@pytest.mark.parametrize("query", [f"token={SECRET}", f"api_key={SECRET}&page=2", f"sig={SECRET}"])
+def test_a_named_url_with_a_secret_in_its_query_is_refused_and_never_kept(
+    site: Site, tmp_path: Path, query: str
+) -> None:
+    # The URL is what an index keeps, cites and reports: a token in it would be too.
+    site.page("/", html("Home"))
+    site.page("/doc", html("Doc"))
+    index = tmp_path / "index"
+    url = f"{site.base}/doc?{query}"
+    refused = run_cli("ingest", url, "--index", str(index))
+    assert_one_line_error(refused, "secret in its query")
+    assert SECRET not in refused.stderr + refused.stdout and not index.exists()
+
+    skipped = run_cli("ingest", url, site.base + "/", "--index", str(index), "--skip-failures")
+    assert skipped.returncode == 0, skipped.stderr
+    assert SECRET not in skipped.stderr + skipped.stdout + files_text(index)
+    assert site.requests_for("/doc") == []
+    # A link the crawl finds is the site's own, not the user's secret: followed as it is.
+    assert WebReader(retries=0).load_data([f"{site.base}/doc?page=2"])
+
+
+BAD_HOSTS = ["http://a..b/", "http://" + "a" * 64 + ".com/", "http://.example.com/"]
+
+
+@pytest.mark.parametrize("url", BAD_HOSTS)
+def test_a_host_name_that_cannot_be_encoded_is_one_failure(
+    site: Site, tmp_path: Path, url: str
+) -> None:
+    # socket encodes the host with the idna codec; its UnicodeError once ended the run.
+    site.page("/", html("Home"))
+    index = tmp_path / "index"
+    together = run_cli("ingest", url, site.base + "/", "--index", str(index))
+    assert_one_line_error(together, "1 of 2 sources failed", "bad host name")
+    assert not index.exists()
+
+    skipped = run_cli("ingest", url, site.base + "/", "--index", str(index), "--skip-failures")
+    assert skipped.returncode == 0, skipped.stderr
+    assert "Traceback" not in skipped.stderr
+    [found] = VectorStoreIndex.load(index).as_retriever().retrieve("lighthouses keepers")[:1]
+    assert found.node.metadata["url"] == site.base + "/"
+
+
+def test_a_host_name_that_cannot_be_encoded_is_a_failed_connection_to_every_client() -> None:
+    # The same refusal below check_url, for clients that never call it (LLM, embedder).
+    client = deadline_client(Deadline())
+    with pytest.raises(httpx.ConnectError, match="invalid host name"):
+        client.get(BAD_HOSTS[0])
 
 
 def test_cli_never_prints_the_password(site: Site, tmp_path: Path) -> None:
@@ -316,6 +367,21 @@ def test_headers_that_drip_are_cut_off_by_the_deadline(dripping_url: str) -> Non
     assert event.status == "failed"
     assert event.reason == "timed out: no complete response within 3 s"  # 3 x --timeout
     assert elapsed < 6, elapsed  # one attempt: a drip is not retried
+
+
+def test_a_host_whose_robots_txt_drips_is_one_wait_not_two(dripping_url: str) -> None:
+    # Its robots.txt drips too: the host is too slow to crawl, and its pages are not
+    # each made to wait for a deadline of their own (the CLI: --timeout 2 took 12.7 s).
+    started = time.monotonic()
+    reader = WebReader(retries=2, timeout=1.0)
+    assert reader.load_data([dripping_url + "page"]) == []
+    elapsed = time.monotonic() - started
+    [event] = reader.report.events
+    assert event.status == "skipped"
+    assert event.reason == (
+        "its robots.txt timed out: no complete response within 3 s: the host is too slow to crawl"
+    )
+    assert elapsed < 5, elapsed
 
 
 # --- Oversized sitemaps and robots.txt (item 17) ---------------------------------------------

@@ -151,3 +151,24 @@ def test_unchanged_documents_and_chunks_are_never_embedded_twice(tmp_path: Path)
         "When was the lamp replaced by an LED?"
     )
     assert "2019" in best.text
+
+
+def test_a_long_document_is_hashed_once_not_once_per_chunk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Hashing the whole text for every chunk made a 40 MB text take hours (chunks x size).
+    from ragtune.index import vector_index
+
+    index = VectorStoreIndex.from_documents(documents(), persist_dir=tmp_path / "index")
+    hashed: list[int] = []
+
+    def counting_hash(text: str) -> str:
+        hashed.append(len(text))
+        return "h"
+
+    monkeypatch.setattr(vector_index, "content_hash", counting_hash)
+    long = Document(text="numbat burrows. " * 5000, metadata={"url": "file:///long.md"})
+    chunks = index._chunks_of(long)
+    assert len(chunks) > 50
+    assert hashed == [len(long.text)]
+    assert {chunk.metadata["content_hash"] for chunk in chunks} == {"h"}

@@ -555,6 +555,8 @@ def test_an_unknown_format_lists_the_formats_and_some_keys(tmp_path: Path) -> No
             "3: not valid JSON (Unterminated string starting at, column 12)",
         ),
         ("[\n  1\n]", "2: record is a number, not a JSON object"),
+        ('{"text": "a"}\n' + "[" * 100_000, "2: JSON nested too deeply to read"),
+        ('[\n  {"text": "a"},\n  ' + "[" * 100_000, "3: JSON nested too deeply to read"),
     ],
 )
 def test_malformed_json(tmp_path: Path, content: str, problem: str) -> None:

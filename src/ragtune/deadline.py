@@ -102,6 +102,17 @@ class _DeadlineTransport(httpx.BaseTransport):
             return transport
 
 
+def host_name_encodes(host: str) -> bool:
+    """Whether the resolver can be asked for ``host`` (an ASCII name or an IP literal):
+    socket encodes it with the idna codec, which refuses an empty label (``a..b``) or
+    one over 63 characters with a UnicodeError, not an OSError."""
+    try:
+        host.encode("idna")
+    except UnicodeError:
+        return False
+    return True
+
+
 def _proxy_for(url: httpx.URL) -> str | None:
     proxies = urllib.request.getproxies()  # read each time: as httpx, from the environment
     proxy = proxies.get(url.scheme) or proxies.get("all")
@@ -123,6 +134,9 @@ class _Backend(httpcore.NetworkBackend):
         local_address: str | None = None,
         socket_options: Iterable[Any] | None = None,
     ) -> httpcore.NetworkStream:
+        if not host_name_encodes(host):
+            # Every client reports a ConnectError; the resolver's UnicodeError would escape.
+            raise httpcore.ConnectError(f"invalid host name {host!r}")
         timeout = self._deadline.bound(timeout, httpcore.ConnectTimeout)
         stream = self._inner.connect_tcp(host, port, timeout, local_address, socket_options)
         return _Stream(stream, self._deadline)

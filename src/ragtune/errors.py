@@ -10,12 +10,18 @@ class RagtuneError(Exception):
 
 
 class FetchError(RagtuneError):
-    """A URL could not be fetched: unreachable host, HTTP error, timeout."""
+    """A URL could not be fetched: unreachable host, HTTP error, timeout. ``status`` is
+    the HTTP status when the server answered with an error."""
 
-    def __init__(self, url: str, reason: str) -> None:
+    def __init__(self, url: str, reason: str, *, status: int | None = None) -> None:
         super().__init__(f"{url}: {reason}")
         self.url = url
         self.reason = reason
+        self.status = status
+
+
+class ResponseTimeout(FetchError):
+    """The server did not send a whole response in time (after any retries)."""
 
 
 class UnsupportedContentError(FetchError):
@@ -31,7 +37,7 @@ class IndexNotFoundError(RagtuneError):
 
 
 class InvalidIndexError(RagtuneError):
-    """The directory exists but is not a ragtune index, or is damaged."""
+    """The directory is not a ragtune index (or cannot be made one), or is damaged."""
 
 
 class InvalidQueryError(RagtuneError):

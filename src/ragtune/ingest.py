@@ -8,7 +8,6 @@ and their settings are recorded in ``sources.json``, for ``ragtune sync``.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -21,7 +20,7 @@ from ragtune.errors import InvalidIndexError, RagtuneError
 from ragtune.extract.files import FileResult, Skipped, file_documents, read_folder
 from ragtune.index.embedding import TextEmbedder, make_embedder
 from ragtune.index.lock import write_lock
-from ragtune.index.manifest import MANIFEST, write_json_atomic
+from ragtune.index.manifest import MANIFEST, read_json, write_json_atomic
 from ragtune.index.vector_index import (
     COMMIT_CHUNKS,
     InsertStats,
@@ -86,6 +85,7 @@ def ingest(
     on_embed: EmbedHook | None = None,
 ) -> IngestResult:
     check_index_target(index_dir)  # fail before fetching anything
+    check_sources_record(index_dir)
     if settings.store and not (index_dir / MANIFEST).exists():
         probe_store(settings.store)
     embedder = new_index_embedder(index_dir, settings)
@@ -311,10 +311,7 @@ def _event_url(source: str) -> str:
 def record_sources(index_dir: Path, sources: list[str], settings: IngestSettings) -> None:
     """Add ``sources`` with ``settings`` to the index's record; a source already there
     takes the new settings."""
-    try:
-        recorded = {r.source: r for r in recorded_sources(index_dir)}
-    except InvalidIndexError:
-        recorded = {}  # a damaged record is replaced, not allowed to fail an ingest
+    recorded = {r.source: r for r in recorded_sources(index_dir)}
     now = datetime.now(UTC).isoformat(timespec="seconds")
     for source in sources:
         key = _source_key(source)
@@ -337,13 +334,24 @@ def record_sources(index_dir: Path, sources: list[str], settings: IngestSettings
     )
 
 
+def check_sources_record(index_dir: Path) -> None:
+    """Refuse an ingest that would rewrite a damaged record: the sources recorded
+    before would be lost. A missing record is fine (the Python API keeps none)."""
+    try:
+        recorded_sources(index_dir)
+    except InvalidIndexError as error:
+        raise InvalidIndexError(
+            f"{error}; repair it, or delete it to start the record afresh"
+        ) from None
+
+
 def recorded_sources(index_dir: Path) -> list[RecordedSource]:
     """The sources recorded by earlier ingests into ``index_dir``; [] when none were."""
     path = index_dir / SOURCES_FILE
     if not path.exists():
         return []
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = read_json(path)
         if not isinstance(data, dict) or data.get("format") != SOURCES_FORMAT:
             raise ValueError("wrong format marker")
         recorded = []

@@ -26,7 +26,6 @@ are kept and reported as skipped.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -56,7 +55,6 @@ from ragtune.web.urls import UrlScope
 
 Action = Literal["unchanged", "changed", "added", "removed", "failed", "skipped"]
 ACTIONS: tuple[Action, ...] = ("unchanged", "changed", "added", "removed", "failed", "skipped")
-_VANISHED = re.compile(r"HTTP (404|410)\b")
 # When one URL was reached twice (by two recorded sources), the most informative result wins.
 _PRIORITY = {"fetched": 3, "unchanged": 2, "skipped": 1, "failed": 0}
 
@@ -300,7 +298,7 @@ def _vanished(event: CrawlEvent) -> bool:
     return (
         isinstance(error, FetchError)
         and not isinstance(error, UnsupportedContentError)
-        and _VANISHED.match(error.reason) is not None
+        and error.status in (404, 410)
     )
 
 

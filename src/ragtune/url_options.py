@@ -48,7 +48,21 @@ def split_url_options(url: str, names: Collection[str]) -> tuple[str, dict[str, 
             options[key] = value
         else:
             kept.append((key, value))
-    return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(kept), "")), options
+    return replace_url_parts(url, query=urlencode(kept), fragment=""), options
+
+
+def replace_url_parts(url: str, **parts: str) -> str:
+    """``url`` with some of its urlsplit parts (``netloc``, ``path``, ``query``...) replaced.
+
+    Unlike urlunsplit, this keeps the ``//`` of an empty authority in a scheme urllib
+    does not know: libpq reads ``postgresql:///db?host=h`` only with it.
+    """
+    split = urlsplit(url)
+    joined = urlunsplit(split._replace(**parts))
+    authority = f"{split.scheme}://"
+    if url.lower().startswith(authority) and not joined.startswith(authority):
+        joined = authority + joined.removeprefix(f"{split.scheme}:")
+    return joined
 
 
 def is_secret_name(name: str) -> bool:
@@ -79,8 +93,37 @@ def redact(text: str, *secrets: str) -> str:
     return "".join(pieces)
 
 
+def without_userinfo(text: str) -> str:
+    """``redact(text)`` with no user name in any URL either: where an endpoint's URL is
+    kept, a user name (``http://TOKEN@host/``) may be a key."""
+    return _URL.sub(_strip_userinfo, redact(text))
+
+
+def _strip_userinfo(match: re.Match[str]) -> str:
+    url = match.group()
+    try:
+        netloc = urlsplit(url).netloc
+    except ValueError:
+        return _unparsed_redacted(url)
+    return replace_url_parts(url, netloc=netloc.rpartition("@")[2]) if "@" in netloc else url
+
+
 def _redact_url(url: str) -> str:
-    url = _without_hidden_userinfo(url)
+    try:
+        return _redact_parsed(_without_hidden_userinfo(url))
+    except ValueError:  # not even urlsplit reads it (a broken [IPv6] host, say)
+        return _unparsed_redacted(url)
+
+
+def _unparsed_redacted(url: str) -> str:
+    """An unreadable URL with all before its last ``@`` masked and secret pairs hidden."""
+    at = url.rfind("@")
+    if at >= 0:
+        url = url[: url.find("://") + 3] + MASK + url[at:]
+    return _mask_pairs(url)
+
+
+def _redact_parsed(url: str) -> str:
     parts = urlsplit(url)
     netloc = parts.netloc
     if parts.password is not None:
@@ -96,7 +139,7 @@ def _redact_url(url: str) -> str:
     path = _mask_pairs(parts.path)  # ;password=... path parameters
     if (netloc, path, query) == (parts.netloc, parts.path, parts.query):
         return url
-    return urlunsplit(parts._replace(netloc=netloc, path=path, query=query))
+    return replace_url_parts(url, netloc=netloc, path=path, query=query)
 
 
 def _without_hidden_userinfo(url: str) -> str:

@@ -33,7 +33,7 @@ def load_squad(path: Path) -> list[Question]:
         raise QAFormatError(f"{path}: over the {MAX_QA_BYTES}-byte limit")
     try:
         data: Any = json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as error:
+    except (ValueError, RecursionError) as error:
         raise QAFormatError(f"{path}: not JSON ({error})") from None
     if not isinstance(data, dict) or not isinstance(data.get("data"), list):
         raise QAFormatError(f'{path}: expected SQuAD JSON with a top-level "data" list')

@@ -52,6 +52,9 @@ def extract_html(html: str | bytes, url: str | None = None) -> ExtractedPage:
     point, so its whole text is taken instead, without the Markdown. Raises
     ExtractionError ("no readable text") when the page has no readable text at all.
     """
+    if isinstance(html, bytes) and _is_binary(html):
+        # trafilatura finds "text" in about 1 of 140 random 64 KB bodies.
+        raise ExtractionError("binary data where HTML was expected")
     if _beyond_parser_limits(html):
         return _streamed(html)
     try:
@@ -91,6 +94,12 @@ def _extracted(html: str | bytes, url: str | None) -> ExtractedPage:
             if value:
                 metadata[key] = value
     return ExtractedPage(markdown=markdown, title=title, metadata=metadata, plain=plain)
+
+
+def _is_binary(data: bytes) -> bool:
+    """NUL bytes early on, in a body without a UTF-16 byte order mark (the one text
+    encoding that is full of them)."""
+    return not data.startswith((b"\xff\xfe", b"\xfe\xff")) and b"\x00" in data[:8192]
 
 
 def _beyond_parser_limits(html: str | bytes) -> bool:

@@ -156,7 +156,7 @@ def _value(raw: str) -> FilterValue:
     raw = raw.strip()
     try:
         parsed = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested too deeply to be a scalar
         return raw
     return parsed if isinstance(parsed, str | int | float | bool) else raw
 

@@ -25,6 +25,8 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ragtune.errors import InvalidIndexError
+
 LOCK_FILE = "ragtune.lock"
 WaitHook = Callable[[Path], None]
 
@@ -75,7 +77,12 @@ def write_lock(directory: Path, on_wait: WaitHook = say_waiting) -> Iterator[Non
         hold.threads.acquire()
     try:
         if hold.depth == 0:
-            hold.fd, hold.created_directory = _lock(key, wait)
+            try:
+                hold.fd, hold.created_directory = _lock(key, wait)
+            except OSError as error:
+                raise InvalidIndexError(
+                    f"cannot write the index at {directory}: {error.strerror or error}"
+                ) from None
         hold.depth += 1
         try:
             yield
@@ -96,8 +103,14 @@ def _lock(directory: Path, wait: Callable[[], None]) -> tuple[int, bool]:
         if not directory.is_dir():
             directory.mkdir(parents=True, exist_ok=True)
             created = True
-        # 0o666: the umask decides, as for every other file of the index.
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+        try:
+            # 0o666: the umask decides, as for every other file of the index.
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+        except OSError:
+            if created:
+                with suppress(OSError):
+                    directory.rmdir()
+            raise
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

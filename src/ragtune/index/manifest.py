@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ragtune.errors import IndexNotFoundError, InvalidIndexError
-from ragtune.url_options import redact
+from ragtune.url_options import redact, without_userinfo
 
 MANIFEST = "ragtune.json"
 FORMAT = "ragtune-index"
@@ -45,7 +45,8 @@ class Manifest:
         """
         self.updated_at = _now()
         self.metadata_keys = sorted(set(self.metadata_keys) | _recorded_keys(directory))
-        self.store, self.embedder_path = _keepable(self.store), _keepable(self.embedder_path)
+        self.store = _keepable(self.store)
+        self.embedder_path = _keepable_embedder(self.embedder_path)
         write_json_atomic(directory / MANIFEST, asdict(self))
 
     @classmethod
@@ -58,7 +59,7 @@ class Manifest:
         if not path.exists():
             raise InvalidIndexError(f"{directory} is not a ragtune index (no {MANIFEST})")
         try:
-            data: Any = json.loads(path.read_text(encoding="utf-8"))
+            data: Any = read_json(path)
             if not isinstance(data, dict) or data.get("format") != FORMAT:
                 raise ValueError("wrong format marker")
             if data.get("version") != VERSION:
@@ -70,12 +71,25 @@ class Manifest:
         except InvalidIndexError:
             raise
         except (ValueError, TypeError, UnicodeDecodeError) as error:
-            raise InvalidIndexError(f"{path} is damaged ({error})") from None
+            raise InvalidIndexError(
+                f"{path} is damaged ({error}); repair it, or rebuild the index in a new directory"
+            ) from None
         # An index written before secrets were kept out may hold one: it is not used
         # (secrets come from the environment), and the next save drops it.
         manifest.store = _keepable(manifest.store)
-        manifest.embedder_path = _keepable(manifest.embedder_path)
+        manifest.embedder_path = _keepable_embedder(manifest.embedder_path)
         return manifest
+
+
+def read_json(path: Path) -> Any:
+    """One of an index's JSON files, parsed. Every kind of damage is a ValueError, for
+    the caller to report as such: the parser raises RecursionError on deep nesting."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+    except OSError as error:  # a folder or an unreadable file where the JSON should be
+        raise ValueError(f"cannot be read: {error.strerror or error}") from None
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
@@ -103,11 +117,16 @@ def _keepable(spec: str) -> str:
     return redact(spec) if isinstance(spec, str) and "://" in spec else spec
 
 
+def _keepable_embedder(spec: str) -> str:
+    """An embedder spec without its secrets, nor a user name, which may be a token."""
+    return without_userinfo(spec) if isinstance(spec, str) and "://" in spec else spec
+
+
 def _recorded_keys(directory: Path) -> set[str]:
     """The metadata keys the manifest on disk lists; none if it is missing or unreadable."""
     try:
-        keys = json.loads((directory / MANIFEST).read_text(encoding="utf-8"))["metadata_keys"]
-    except (OSError, ValueError, KeyError, TypeError):
+        keys = read_json(directory / MANIFEST)["metadata_keys"]
+    except (ValueError, KeyError, TypeError):
         return set()
     return {key for key in keys if isinstance(key, str)} if isinstance(keys, list) else set()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 import shutil
 import tempfile
@@ -270,6 +271,8 @@ class VectorStoreIndex:
         title = str(document.metadata.get("title") or "")
         url = str(document.metadata.get("url") or document.metadata.get("path") or "")
         site = _site_of(url)
+        # Once per document: hashed per chunk, a 40 MB text took hours (chunks x size).
+        text_hash = content_hash(document.text)
         stored = []
         for number, chunk in enumerate(self.chunker.chunk(document.text, title=title)):
             metadata = dict(document.metadata)
@@ -281,7 +284,7 @@ class VectorStoreIndex:
                 heading_path=list(chunk.headings),
                 chunk_index=number,
                 # What the next insert compares against to leave an unchanged document alone.
-                content_hash=content_hash(document.text),
+                content_hash=text_hash,
             )
             stored.append(
                 StoredChunk(
@@ -450,12 +453,28 @@ def check_index_target(directory: Path) -> None:
     """Raise unless ``directory`` is an index, empty, or absent: never write into foreign files."""
     if (directory / MANIFEST).exists():
         Manifest.load(directory)
-    elif directory.exists() and (
-        not directory.is_dir() or not all(map(_being_created, directory.iterdir()))
-    ):
+    elif not directory.exists():
+        _check_can_create(directory)
+    elif not directory.is_dir() or not all(map(_being_created, directory.iterdir())):
         raise InvalidIndexError(
             f"{directory} exists and is not a ragtune index; use a new or empty directory"
         )
+
+
+def _check_can_create(directory: Path) -> None:
+    """Raise if the nearest existing ancestor of ``directory`` is a file, or a directory
+    this user may not write in. Whatever else stops it being made, the write lock
+    reports when it makes it."""
+    ancestor = next((parent for parent in directory.parents if parent.exists()), None)
+    if ancestor is None:
+        return
+    if not ancestor.is_dir():
+        reason = f"{ancestor} is not a directory"
+    elif not os.access(ancestor, os.W_OK | os.X_OK):
+        reason = f"{ancestor} is not writable"
+    else:
+        return
+    raise InvalidIndexError(f"cannot write the index at {directory}: {reason}")
 
 
 def _being_created(path: Path) -> bool:

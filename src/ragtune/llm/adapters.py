@@ -38,7 +38,7 @@ def read_adapter_config(adapter_dir: Path) -> dict[str, Any]:
         raise ModelNotFoundError(f"{adapter_dir} is not a PEFT adapter (no {ADAPTER_CONFIG})")
     try:
         config = json.loads(config_file.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as error:
+    except (OSError, ValueError, RecursionError) as error:
         raise ModelNotFoundError(f"cannot read {config_file}: {error}") from None
     if not isinstance(config, dict):
         raise ModelNotFoundError(f"{config_file} is not a JSON object")

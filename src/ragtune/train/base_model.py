@@ -79,7 +79,7 @@ def recorded_gguf(model_dir: Path) -> Path | None:
     try:
         record = json.loads((model_dir / SOURCE_FILE).read_text(encoding="utf-8"))
         return Path(record["gguf"])
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, RecursionError):
         return None
 
 

@@ -185,7 +185,7 @@ def load_latest(output: Path) -> Checkpoint | None:
     path = checkpoint_dir(output) / name
     try:
         state = json.loads((path / "state.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError) as error:
+    except (OSError, ValueError, RecursionError) as error:
         raise TrainingError(f"checkpoint {path} is damaged ({error})") from None
     problem = _state_problem(state)
     if problem:

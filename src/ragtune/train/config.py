@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import reprlib
 import types
 import typing
 from dataclasses import dataclass, field
@@ -21,6 +22,11 @@ Method = Literal["lora", "full"]
 Overlong = Literal["truncate", "skip", "error"]
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 Schedule = Literal["cosine", "linear", "constant"]
+
+# How an error shows a recipe's value: anchors can make a few lines of YAML a value of
+# billions of items, and a plain repr would try to write them all.
+_SHORT = reprlib.Repr()
+_SHORT.maxlevel, _SHORT.maxlist, _SHORT.maxdict, _SHORT.maxstring = 2, 4, 4, 80
 
 # PEFT's shortcut for every linear layer except the output head.
 ALL_LINEAR = "all-linear"
@@ -140,6 +146,8 @@ def load_recipe(path: Path) -> dict[str, Any]:
         raise TrainingError(f"{path}: cannot read recipe ({error})") from None
     try:
         values = yaml.safe_load(text)
+    except RecursionError:  # the composer recurses once per level of nesting
+        raise TrainingError(f"{path}: not valid YAML (nested too deeply)") from None
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f":{mark.line + 1}" if mark is not None else ""
@@ -169,7 +177,7 @@ def _coerce(path: Path, key: str, value: Any, hint: Any) -> Any:
         accepted, converted = _accepts(option, value)
         if accepted:
             return converted
-    raise TrainingError(f"{path}: setting {key!r} cannot be {value!r}")
+    raise TrainingError(f"{path}: setting {key!r} cannot be {_SHORT.repr(value)}")
 
 
 def _is_union(hint: Any) -> bool:

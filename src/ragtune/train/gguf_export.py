@@ -215,7 +215,7 @@ def _open_model(model_dir: Path, origin_dir: Path) -> _Source:
         return _MergedSource(model_dir, origin_dir)
     try:
         config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError) as error:
+    except (OSError, ValueError, RecursionError) as error:
         raise ModelNotFoundError(f"cannot read {model_dir / 'config.json'}: {error}") from None
     return _SafetensorsSource(model_dir, config)
 
@@ -444,7 +444,7 @@ def _read_tokenizer_json(tokenizer_dir: Path) -> dict[str, Any] | None:
         return None
     try:
         spec = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as error:
+    except (OSError, ValueError, RecursionError) as error:
         raise TrainingError(f"cannot read {path}: {error}") from None
     return spec if isinstance(spec, dict) else None
 

@@ -354,6 +354,8 @@ def _iter_jsonl(path: Path, name: str) -> Iterator[tuple[int, Any]]:
 def _parse_line(text: str, name: str, line_number: int) -> Any:
     try:
         return _DECODER.decode(text)
+    except RecursionError:  # the parser recurses once per level of nesting
+        raise DatasetError(f"{name}:{line_number}: JSON nested too deeply to read") from None
     except json.JSONDecodeError as error:
         # JSON ending mid-object usually means a pretty-printed object, which JSONL cannot hold.
         hint = (
@@ -388,6 +390,8 @@ def _scan_array(text: str, name: str) -> Iterator[tuple[int, Any]]:
             counted = position
             try:
                 value, end = _DECODER.raw_decode(text, position)
+            except RecursionError:  # the parser recurses once per level of nesting
+                raise DatasetError(f"{name}:{line}: JSON nested too deeply to read") from None
             except json.JSONDecodeError as error:
                 raise _json_error(name, error) from None
             yield line, value

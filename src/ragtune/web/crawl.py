@@ -21,7 +21,7 @@ from ragtune.errors import FetchError, RagtuneError, UnsupportedContentError
 from ragtune.web.fetch import FetchedPage, Fetcher, RedirectRefused, Validators
 from ragtune.web.robots import RobotsPolicy
 from ragtune.web.sitemaps import sitemap_urls
-from ragtune.web.urls import UrlScope, absolute, check_url, host_of, normalise
+from ragtune.web.urls import UrlScope, absolute, check_seed, host_of, normalise
 
 Status = Literal["fetched", "unchanged", "skipped", "failed"]
 # Why a URL was skipped: robots.txt, its content type, a duplicate, a redirect the
@@ -119,7 +119,7 @@ class Crawler:
         dedup = _DedupState()
         for raw in seeds:
             try:
-                check_url(raw)
+                check_seed(raw)
             except FetchError as error:  # its URL as the user gave it, credentials hidden
                 yield CrawlEvent(error.url, "failed", error.reason, error=error)
                 continue
@@ -236,6 +236,9 @@ class Crawler:
     def _robots_refusal(self, url: str) -> FetchError | None:
         """Why robots.txt keeps the crawl away from ``url``, or None (and then its
         host's Crawl-delay applies)."""
+        slow = self.robots.too_slow(url)
+        if slow:
+            return FetchError(url, f"{slow}: the host is too slow to crawl")
         if not self.robots.allowed(url):
             return FetchError(url, "disallowed by robots.txt")
         delay = self.robots.crawl_delay(url)

@@ -25,7 +25,7 @@ import httpx
 
 from ragtune import __version__
 from ragtune.deadline import Deadline, deadline_client
-from ragtune.errors import FetchError, UnsupportedContentError
+from ragtune.errors import FetchError, ResponseTimeout, UnsupportedContentError
 from ragtune.web.politeness import HostThrottle
 from ragtune.web.urls import check_url, host_of, normalise
 
@@ -116,11 +116,21 @@ class _Retryable(Exception):
     """A failure worth another try. ``host_wide`` when the server said it is
     overloaded (429, 503): then every request to it waits, not just this one."""
 
-    def __init__(self, reason: str, wait: float | None = None, host_wide: bool = False) -> None:
+    def __init__(
+        self,
+        reason: str,
+        wait: float | None = None,
+        host_wide: bool = False,
+        *,
+        status: int | None = None,
+        timed_out: bool = False,
+    ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.wait = wait
         self.host_wide = host_wide
+        self.status = status
+        self.timed_out = timed_out
 
 
 class Fetcher:
@@ -228,7 +238,10 @@ class Fetcher:
     def _wait_before_retry(self, url: str, failure: _Retryable, attempt: int) -> float:
         """Seconds to wait before the next attempt; FetchError when there is none."""
         if attempt > self.retry.retries:
-            raise FetchError(url, f"{failure.reason} (gave up after {attempt} attempts)")
+            error = ResponseTimeout if failure.timed_out else FetchError
+            raise error(
+                url, f"{failure.reason} (gave up after {attempt} attempts)", status=failure.status
+            )
         if failure.wait is None:
             base = self.retry.backoff * 2 ** (attempt - 1)
             return base + random.uniform(0, base)
@@ -237,6 +250,7 @@ class Fetcher:
                 url,
                 f"{failure.reason}; Retry-After {failure.wait:.0f} s is over the "
                 f"{self.retry.max_retry_after:.0f} s limit",
+                status=failure.status,
             )
         return failure.wait
 
@@ -248,10 +262,10 @@ class Fetcher:
             except httpx.TimeoutException:
                 if self._deadline.passed():
                     # A server this slow will be as slow again: no retry.
-                    raise FetchError(
+                    raise ResponseTimeout(
                         url, f"timed out: no complete response within {self.total_timeout:g} s"
                     ) from None
-                raise _Retryable("timed out") from None
+                raise _Retryable("timed out", timed_out=True) from None
             except (httpx.RemoteProtocolError, httpx.ReadError) as error:
                 raise _Retryable(f"connection dropped ({_root_cause(error)})") from None
             except httpx.ConnectError as error:
@@ -280,9 +294,11 @@ class Fetcher:
                     f"HTTP {status} {response.reason_phrase}".strip(),
                     _retry_after(response.headers.get("retry-after")),
                     host_wide=status in (429, 503),
+                    status=status,
                 )
             if status >= 400:
-                raise FetchError(url, f"HTTP {status} {response.reason_phrase or 'error'}".strip())
+                reason = f"HTTP {status} {response.reason_phrase or 'error'}".strip()
+                raise FetchError(url, reason, status=status)
             if status == 304:
                 return self._page(url, response, b"", "")
             content_type = _media_type(response.headers.get("content-type", ""))

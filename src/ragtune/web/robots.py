@@ -1,8 +1,10 @@
 """robots.txt, read with protego and cached per origin, following RFC 9309.
 
 A missing robots.txt (4xx) allows everything; a server error (5xx)
-disallows everything for this crawl, as the RFC asks. Its redirects are
-followed to any http(s) host, as the RFC allows (reading rules indexes nothing).
+disallows everything for this crawl, as the RFC asks. A robots.txt that does
+not arrive in time marks the host too slow to crawl: its pages would take as
+long each. Its redirects are followed to any http(s) host, as the RFC allows
+(reading rules indexes nothing).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from urllib.parse import urlsplit
 
 from protego import Protego
 
-from ragtune.errors import FetchError
+from ragtune.errors import FetchError, ResponseTimeout
 from ragtune.web.fetch import Fetcher
 
 ROBOTS_MAX_BYTES = 512 * 1024
@@ -27,6 +29,7 @@ class RobotsPolicy:
         self.user_agent = user_agent
         self.obey = obey
         self._rules: dict[str, Protego] = {}
+        self._too_slow: dict[str, str] = {}  # origin -> why its robots.txt never came
         self._lock = threading.Lock()
 
     def rules(self, url: str) -> Protego:
@@ -39,6 +42,14 @@ class RobotsPolicy:
         with self._lock:
             self._rules.setdefault(origin, rules)
         return rules
+
+    def too_slow(self, url: str) -> str | None:
+        """Why ``url``'s host is too slow to crawl (its robots.txt timed out), or None."""
+        if not self.obey:
+            return None
+        self.rules(url)
+        with self._lock:
+            return self._too_slow.get(_origin(url))
 
     def allowed(self, url: str) -> bool:
         return not self.obey or self.rules(url).can_fetch(url, self.user_agent)
@@ -62,8 +73,12 @@ class RobotsPolicy:
                 max_bytes=ROBOTS_MAX_BYTES,
                 truncate=True,
             )
+        except ResponseTimeout as error:
+            with self._lock:
+                self._too_slow[origin] = f"its robots.txt {error.reason}"
+            return _DISALLOW_ALL
         except FetchError as error:
-            if error.reason.startswith("HTTP 5"):
+            if error.status is not None and error.status >= 500:
                 return _DISALLOW_ALL  # the site is in trouble: stay away, as RFC 9309 asks
             # No robots.txt (4xx) allows everything; an unreachable host will fail
             # on the page itself, with the real reason.

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from urllib.parse import urldefrag, urljoin, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urldefrag, urljoin, urlsplit, urlunsplit
 
 import httpx
 
+from ragtune.deadline import host_name_encodes
 from ragtune.errors import FetchError
+from ragtune.url_options import is_secret_name, redact
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
 MAX_URL_LENGTH = 8192
@@ -44,13 +46,14 @@ def check_url(url: str) -> None:
     """Reject anything that is not an absolute http(s) URL with a host, and URLs that
     carry a user name or password: ragtune sends no credentials, and a URL it reports
     or records must not hold them. The error names the URL with them hidden."""
-    shown = mask_userinfo(url)
+    shown = redact(mask_userinfo(url))
     if len(url) > MAX_URL_LENGTH:
         raise FetchError(shown[:80] + "…", f"URL is longer than {MAX_URL_LENGTH} characters")
+    host = ""
     try:
         parts = urlsplit(url)
         if parts.scheme in ("http", "https") and "@" not in parts.netloc:
-            httpx.URL(url)  # IDNA and character checks
+            host = httpx.URL(url).raw_host.decode("ascii")  # IDNA and character checks
     except (ValueError, httpx.InvalidURL) as error:
         # The parser's message may quote a piece of a password; then say less.
         detail = "" if shown != url else f" ({error})"
@@ -65,6 +68,24 @@ def check_url(url: str) -> None:
         raise FetchError(shown, "URL has no host")
     if _BAD_HOST_CHARS.search(parts.hostname):
         raise FetchError(shown, "invalid URL (illegal characters in the host name)")
+    if not host_name_encodes(host):
+        raise FetchError(shown, "invalid URL (bad host name)")
+
+
+def check_seed(url: str) -> None:
+    """check_url, and refuse a URL the user names whose query carries a secret
+    (``?token=``, ``?api_key=``, a signature): the URL is what the index keeps, cites
+    and reports, so the secret would be written down and shown. Links a crawl finds
+    are the site's own and are not held to this."""
+    check_url(url)
+    names = [name for name, _ in parse_qsl(urlsplit(url).query, keep_blank_values=True)]
+    secret = next((name for name in names if is_secret_name(name)), None)
+    if secret is not None:
+        raise FetchError(
+            redact(url),
+            f"URL has a secret in its query ({secret}=...); the index would keep and show "
+            "it, so ragtune refuses such URLs",
+        )
 
 
 def mask_userinfo(url: str) -> str:
@@ -76,7 +97,7 @@ def seed_key(url: str) -> str:
     """How a URL the user named appears in reports and records: normalised, or, when
     it cannot be fetched, as given with any credentials hidden."""
     try:
-        check_url(url)
+        check_seed(url)
     except FetchError as error:
         return error.url
     return normalise(url)

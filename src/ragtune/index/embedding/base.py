@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ragtune.errors import RagtuneError
+from ragtune.errors import ModelNotFoundError, RagtuneError, first_line, one_line
 
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
@@ -74,8 +76,22 @@ def load_counting_tokenizer(path: str) -> Tokenizer:
     """A tokenizer.json that neither pads nor truncates, for counting word pieces."""
     from tokenizers import Tokenizer
 
-    tokenizer = Tokenizer.from_file(path)
+    try:
+        tokenizer = Tokenizer.from_file(path)
+    except Exception as error:  # tokenizers raises a bare Exception for a malformed file
+        raise ModelNotFoundError(f"cannot read the tokenizer {path}: {first_line(error)}") from None
     # Shipped tokenizer.json files often pad and truncate (MiniLM's to 128); counting needs neither.
     tokenizer.no_padding()
     tokenizer.no_truncation()
     return tokenizer
+
+
+def read_model_json(path: Path) -> Any:
+    """One of a model directory's JSON files, parsed; anything else is one line."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except RecursionError:  # the parser recurses once per level of nesting
+        reason = "nested too deeply"
+    except (OSError, ValueError) as error:
+        reason = one_line(error)
+    raise ModelNotFoundError(f"cannot read {path}: {reason}")

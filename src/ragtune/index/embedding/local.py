@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from functools import cached_property
 from importlib.util import find_spec
@@ -12,8 +11,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ragtune.assets import DEFAULT_EMBEDDER
-from ragtune.errors import ModelNotFoundError
-from ragtune.index.embedding.base import EmbedderConfigError, TextEmbedder, load_counting_tokenizer
+from ragtune.errors import ModelNotFoundError, first_line
+from ragtune.index.embedding.base import (
+    EmbedderConfigError,
+    TextEmbedder,
+    load_counting_tokenizer,
+    read_model_json,
+)
 from ragtune.runtime import configure_torch_threads, torch_threads
 
 if TYPE_CHECKING:
@@ -31,6 +35,8 @@ BACKENDS = ("torch", "onnx", "onnx-int8")
 # onnx extra is not installed.
 ONNX_BATCH_SIZE = 1
 DEFAULT_BACKEND = "onnx-int8" if find_spec("onnxruntime") and find_spec("onnx") else "torch"
+# Pickles, which can run code when loaded: an embedder's weights load from safetensors only.
+PICKLED_WEIGHT_FILES = ("pytorch_model.bin", "pytorch_model.bin.index.json")
 
 
 def resolve_backend(backend: str | None) -> str:
@@ -65,6 +71,7 @@ class Embedder(TextEmbedder):
             raise ModelNotFoundError(
                 f"{self.model_path} is not a sentence-transformers model directory"
             )
+        check_embedder_weights(self.model_path)
         self.batch_size = batch_size
         self._backend = resolve_backend(backend)
         self.threads = threads
@@ -88,13 +95,12 @@ class Embedder(TextEmbedder):
         """Word pieces the model reads, special tokens included; the rest is cut off."""
         config_file = self.model_path / "sentence_bert_config.json"
         if config_file.exists():
-            return int(json.loads(config_file.read_text()).get("max_seq_length", 256))
+            return _whole_number(config_file, "max_seq_length", 256)
         return 256
 
     @cached_property
     def dimensions(self) -> int:
-        config = json.loads((self.model_path / "config.json").read_text())
-        return int(config.get("hidden_size", 384))
+        return _whole_number(self.model_path / "config.json", "hidden_size", 384)
 
     @cached_property
     def tokenizer(self) -> Tokenizer:
@@ -112,9 +118,17 @@ class Embedder(TextEmbedder):
         transformers.logging.disable_progress_bar()  # ragtune shows its own progress
 
         try:
-            return SentenceTransformer(str(self.model_path), device="cpu", local_files_only=True)
-        except (OSError, ValueError) as error:
-            raise ModelNotFoundError(f"cannot load embedder {self.model_path}: {error}") from None
+            return SentenceTransformer(
+                str(self.model_path),
+                device="cpu",
+                local_files_only=True,
+                trust_remote_code=False,
+                model_kwargs={"use_safetensors": True},
+            )
+        except Exception as error:  # sentence-transformers, transformers and torch: many types
+            raise ModelNotFoundError(
+                f"cannot load embedder {self.model_path}: {first_line(error)}"
+            ) from None
 
     @cached_property
     def onnx_encoder(self) -> OnnxEncoder:
@@ -153,3 +167,36 @@ class Embedder(TextEmbedder):
 
     def __repr__(self) -> str:
         return f"Embedder({str(self.model_path)!r}, backend={self.backend!r})"
+
+
+def _whole_number(config_file: Path, key: str, default: int) -> int:
+    config = read_model_json(config_file)
+    value = config.get(key, default) if isinstance(config, dict) else None
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise ModelNotFoundError(f"{config_file}: {key} is not a positive whole number")
+    return value
+
+
+def check_embedder_weights(model_path: Path) -> None:
+    """Refuse a model directory unless its weights are safetensors, before anything loads.
+
+    Every folder counts: a sentence-transformers module (a Dense layer) keeps weights of
+    its own, and falls back to a pickled ``pytorch_model.bin`` as transformers does.
+    """
+    has_safetensors = False
+    for folder, _, names in os.walk(model_path):
+        safe = any(
+            name in ("model.safetensors", "model.safetensors.index.json")
+            or (name.startswith("model-") and name.endswith(".safetensors"))
+            for name in names
+        )
+        pickled = [name for name in PICKLED_WEIGHT_FILES if name in names]
+        if pickled and not safe:
+            where = Path(folder, pickled[0]).relative_to(model_path)
+            raise ModelNotFoundError(
+                f"embedder {model_path} has its weights in {where}, a pickle that can run code "
+                "when loaded; ragtune reads safetensors only: convert them to model.safetensors"
+            )
+        has_safetensors = has_safetensors or safe
+    if not has_safetensors:
+        raise ModelNotFoundError(f"embedder {model_path} has no weights (model.safetensors)")

@@ -34,7 +34,7 @@ import numpy as np
 
 from ragtune import runtime
 from ragtune.errors import ModelNotFoundError, first_line
-from ragtune.index.embedding.base import normalise
+from ragtune.index.embedding.base import normalise, read_model_json
 from ragtune.runtime import configure_torch_threads
 
 if TYPE_CHECKING:
@@ -73,7 +73,9 @@ class SentenceModelLayout:
         modules_file = root / "modules.json"
         if not modules_file.exists():  # a plain transformers directory: mean pooling
             return cls(root, root, "mean", max_tokens)
-        modules = json.loads(modules_file.read_text())
+        modules = read_model_json(modules_file)
+        if not isinstance(modules, list) or not all(isinstance(m, dict) for m in modules):
+            raise ModelNotFoundError(f"{modules_file} is not a list of modules")
         kinds = [str(m.get("type", "")).rsplit(".", 1)[-1] for m in modules]
         if (
             not kinds
@@ -96,7 +98,9 @@ def _pooling_mode(directory: Path) -> str:
     config_file = directory / "config.json"
     if not config_file.exists():
         return "mean"
-    config = json.loads(config_file.read_text())
+    config = read_model_json(config_file)
+    if not isinstance(config, dict):
+        raise ModelNotFoundError(f"{config_file} is not a JSON object")
     modes = [
         mode
         for key, mode in (
@@ -278,9 +282,13 @@ def _export(layout: SentenceModelLayout, target: Path) -> list[str]:
     configure_torch_threads()
     try:
         model = AutoModel.from_pretrained(
-            str(layout.transformer_dir), attn_implementation="eager", local_files_only=True
+            str(layout.transformer_dir),
+            attn_implementation="eager",
+            local_files_only=True,
+            use_safetensors=True,
+            trust_remote_code=False,
         ).eval()
-    except (OSError, ValueError) as error:
+    except Exception as error:  # transformers and torch raise many types on a damaged model
         raise ModelNotFoundError(
             f"cannot load {layout.transformer_dir} for export: {first_line(error)}"
         ) from None
@@ -380,7 +388,10 @@ def _batch_tokenizer(layout: SentenceModelLayout) -> Tokenizer:
         path = layout.root / "tokenizer.json"
     if not path.exists():
         raise ModelNotFoundError(f"{layout.root}: the onnx backends need a tokenizer.json")
-    tokenizer = Tokenizer.from_file(str(path))
+    try:
+        tokenizer = Tokenizer.from_file(str(path))
+    except Exception as error:  # tokenizers raises a bare Exception for a malformed file
+        raise ModelNotFoundError(f"cannot read the tokenizer {path}: {first_line(error)}") from None
     tokenizer.no_padding()
     tokenizer.enable_truncation(max_length=layout.max_tokens)
     return tokenizer

@@ -13,9 +13,9 @@ raise it for a remote model known to read more.
 The API key is read from ``$RAGTUNE_EMBED_API_KEY`` or else ``$OPENAI_API_KEY``
 at each request and never stored on the object, written into its spec or shown
 (an error that quotes it, from a server that echoes it, shows ``***``). A URL
-that carries a secret itself (``http://user:password@...``, ``?api_key=``,
-``?token=``) is refused: the index keeps its embedder's URL, and every later
-command reopens it, so the key must come from the environment.
+that may carry a secret itself (``http://user:password@...``, even a bare user
+name, ``?api_key=``, ``?token=``) is refused: the index keeps its embedder's URL,
+and every later command reopens it, so the key must come from the environment.
 
 ``timeout`` bounds each request's whole response, not only each read: a server
 that drips its answer cannot hold an ingest.
@@ -43,7 +43,7 @@ from ragtune.index.embedding.base import (
     load_counting_tokenizer,
     normalise,
 )
-from ragtune.url_options import redact, split_url_options
+from ragtune.url_options import redact, split_url_options, without_userinfo
 
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
@@ -98,13 +98,13 @@ class OpenAIEmbedder(TextEmbedder):
         retries: int = 3,
         backoff: float = 0.5,
     ) -> None:
-        shown = redact(base_url)
+        shown = without_userinfo(base_url)
         if not base_url.startswith(("http://", "https://")):
             raise EmbedderConfigError(f"embedding endpoint {shown!r} is not an http(s) URL")
         if shown != base_url:
             raise EmbedderConfigError(
-                f"embedding endpoint {shown}: the URL holds a password or key, and an index "
-                "keeps its embedder's URL; give the key in $RAGTUNE_EMBED_API_KEY or "
+                f"embedding endpoint {shown}: the URL holds a user name, password or key, and "
+                "an index keeps its embedder's URL; give the key in $RAGTUNE_EMBED_API_KEY or "
                 "$OPENAI_API_KEY instead"
             )
         if not model:

@@ -18,14 +18,14 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import numpy as np
 
 from ragtune.errors import InvalidIndexError, StoreConnectionError, first_line
 from ragtune.index.filters import COLUMN_KEYS, MetadataFilter, MetadataFilters
 from ragtune.index.stores.base import Row, SearchHit, StoredChunk, batches
-from ragtune.url_options import redact
+from ragtune.url_options import redact, replace_url_parts
 
 if TYPE_CHECKING:
     import psycopg
@@ -49,7 +49,7 @@ def split_store_url(url: str) -> tuple[str, str | None]:
     query = parse_qsl(parts.query, keep_blank_values=True)
     table = next((value for key, value in query if key == "table"), None)
     rest = urlencode([(key, value) for key, value in query if key != "table"])
-    return urlunsplit(parts._replace(query=rest)), table
+    return replace_url_parts(url, query=rest), table
 
 
 def check_table_name(name: str) -> str:
