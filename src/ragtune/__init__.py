@@ -8,7 +8,7 @@ print(index.as_query_engine().query("What is the flavor of the dark energy potio
 
 import logging
 
-__version__ = "0.1.0"
+from ragtune.version import __version__
 
 # A library logs; the application decides where logs go (the CLI reports skips itself).
 logging.getLogger(__name__).addHandler(logging.NullHandler())

@@ -283,7 +283,8 @@ def retrieve(
     Example: ragtune retrieve "price of the griffin kite" --index ./idx --filter site=shop.example
     """
     from ragtune.index.filters import as_filters
-    from ragtune.index.vector_index import VectorStoreIndex, validate_query
+    from ragtune.index.vector_index import VectorStoreIndex
+    from ragtune.questions import validate_query
 
     validate_query(question)
     filters = as_filters(filter or [])
@@ -342,8 +343,9 @@ def ask(
     Without --index the model answers from what it knows (a fine-tuned model, say).
     """
     from ragtune.index.filters import as_filters
-    from ragtune.index.vector_index import VectorStoreIndex, validate_query
+    from ragtune.index.vector_index import VectorStoreIndex
     from ragtune.llm import load_llm
+    from ragtune.questions import validate_query
 
     validate_query(question)
     filters = as_filters(filter or [])
@@ -498,7 +500,7 @@ def extract(
 
     Example: ragtune extract page.html --format text
     """
-    from ragtune.extract.files import extract_source
+    from ragtune.web.reader import extract_source
 
     if format not in ("markdown", "text"):
         raise RagtuneError(f"unknown format {format!r}; use markdown or text")

@@ -21,7 +21,7 @@ from typing import Literal, TypeVar
 
 from ragtune.documents import Document, content_hash
 from ragtune.errors import ExtractionError, RagtuneError, one_line
-from ragtune.extract.html import ExtractedPage, extract_html
+from ragtune.extract.html import extract_html
 from ragtune.extract.pdf import pdf_pages
 from ragtune.extract.text import check_json, decode_text
 
@@ -43,24 +43,6 @@ class Skipped:
 
 FileResult = list[Document] | RagtuneError | Skipped
 T = TypeVar("T")
-
-
-def extract_source(source: str) -> ExtractedPage:
-    """The main content of one file or URL (for `ragtune extract`)."""
-    if source.startswith(("http://", "https://")):
-        from ragtune.web.fetch import Fetcher
-        from ragtune.web.reader import page_to_documents
-
-        with Fetcher() as fetcher:
-            page = fetcher.fetch(source)
-        if page.is_html:
-            return named(source, lambda: extract_html(page.body, url=page.final_url))
-        return _joined(page_to_documents(page))
-    path = Path(source)
-    if path.suffix.lower() in HTML_SUFFIXES:
-        data = named(source, lambda: read_file(path))
-        return named(source, lambda: extract_html(data, url=path.resolve().as_uri()))
-    return _joined(file_documents(path))
 
 
 def file_documents(path: Path) -> list[Document]:
@@ -322,9 +304,3 @@ def valid_unicode(text: str) -> str:
 def display_path(path: Path | str) -> str:
     """A path as text: bytes of a file name that are not UTF-8 shown as \\xNN escapes."""
     return os.fsencode(path).decode("utf-8", "backslashreplace")
-
-
-def _joined(documents: list[Document]) -> ExtractedPage:
-    text = "\n\n".join(d.text for d in documents)
-    first = documents[0].metadata
-    return ExtractedPage(markdown=text, title=str(first.get("title", "")), metadata=first)

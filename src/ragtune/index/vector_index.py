@@ -25,6 +25,7 @@ from ragtune.index.manifest import MANIFEST, Manifest
 from ragtune.index.mmr import DEFAULT_MMR_LAMBDA, mmr_select
 from ragtune.index.stores import EMBEDDED, ChunkStore, SearchHit, StoredChunk, open_store
 from ragtune.index.stores.postgres import check_table_name, is_postgres_url
+from ragtune.questions import validate_query
 from ragtune.url_options import redact
 
 if TYPE_CHECKING:
@@ -37,7 +38,6 @@ RETRIEVAL_MODES: tuple[str, ...] = ("hybrid", "dense", "keyword")
 RRF_K = 60
 FUSION_DEPTH = 4
 ProgressHook = Callable[[int, int], None]
-MAX_QUERY_CHARS = 4000
 # Documents are committed in groups of about this many chunks: a killed ingest
 # keeps what it committed, and the rerun skips those documents.
 COMMIT_CHUNKS = 512
@@ -482,16 +482,6 @@ def _being_created(path: Path) -> bool:
     the index in this directory right now."""
     name = path.name
     return name == LOCK_FILE or (name.startswith(f".{MANIFEST}.") and name.endswith(".tmp"))
-
-
-def validate_query(query: str) -> str:
-    if not isinstance(query, str) or not query.strip():
-        raise InvalidQueryError("the question is empty")
-    if len(query) > MAX_QUERY_CHARS:
-        raise InvalidQueryError(
-            f"the question is {len(query)} characters; the limit is {MAX_QUERY_CHARS}"
-        )
-    return query.strip()
 
 
 def _scored(row: dict[str, Any], score: float) -> NodeWithScore:

@@ -35,8 +35,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ragtune.documents import NodeWithScore, Response
-from ragtune.index.vector_index import MAX_QUERY_CHARS
 from ragtune.query.terms import ANAPHORS, WORD, key_terms
+from ragtune.questions import MAX_QUERY_CHARS
 
 if TYPE_CHECKING:
     from ragtune.query.engine import RetrieverQueryEngine

@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from ragtune.documents import NodeWithScore, Response
-from ragtune.index.vector_index import validate_query
-from ragtune.llm.base import LLM, load_llm
+from ragtune.llm.base import LLM
+from ragtune.llm.factory import load_llm
 from ragtune.query.citations import CitationFilter
 from ragtune.query.prompt import PackedPrompt, pack_prompt
 from ragtune.query.terms import key_terms, words_of
+from ragtune.questions import validate_query
 
-if TYPE_CHECKING:
-    from ragtune.index.vector_index import VectorIndexRetriever
+
+class Retriever(Protocol):
+    """What the engine asks for passages (an index's ``as_retriever()``)."""
+
+    def retrieve(self, query: str) -> list[NodeWithScore]: ...
+
 
 NOT_IN_SOURCES = "The indexed sources do not contain the answer to this question."
 # Below this cosine between the question and its closest passage, the engine
@@ -53,7 +58,7 @@ class RetrieverQueryEngine:
 
     def __init__(
         self,
-        retriever: VectorIndexRetriever,
+        retriever: Retriever,
         llm: LLM | str | None = None,
         answer_tokens: int = 128,
         relevance_ratio: float = 0.75,

@@ -56,7 +56,7 @@ def extract_pages(events: Iterator[CrawlEvent]) -> Iterator[tuple[CrawlEvent, Ou
 def convert(page: FetchedPage) -> list[Document] | str:
     """page_to_documents, with a failure returned as its message (exceptions with
     custom constructors do not survive the trip between processes)."""
-    from ragtune.web.reader import page_to_documents
+    from ragtune.web.pages import page_to_documents
 
     try:
         return page_to_documents(page)

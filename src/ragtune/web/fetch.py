@@ -23,9 +23,9 @@ from urllib.parse import urljoin
 
 import httpx
 
-from ragtune import __version__
 from ragtune.deadline import Deadline, deadline_client
 from ragtune.errors import FetchError, ResponseTimeout, UnsupportedContentError
+from ragtune.version import __version__
 from ragtune.web.politeness import HostThrottle
 from ragtune.web.urls import check_url, host_of, normalise
 

@@ -4,26 +4,22 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Iterator
-from datetime import UTC, datetime
+from pathlib import Path
 from typing import Literal
 
 from ragtune.documents import OUTLINKS, Document
-from ragtune.errors import ExtractionError, FetchError, RagtuneError
-from ragtune.extract import extract_html
-from ragtune.extract.files import make_document, named
-from ragtune.extract.pdf import pdf_pages
-from ragtune.extract.text import check_json, decode_text
+from ragtune.errors import FetchError, RagtuneError
+from ragtune.extract import ExtractedPage, extract_html
+from ragtune.extract.files import HTML_SUFFIXES, file_documents, named, read_file
 from ragtune.web.crawl import Crawler, CrawlEvent, CrawlOptions, CrawlReport
 from ragtune.web.extraction_pool import extract_pages
 from ragtune.web.fetch import (
     DEFAULT_MAX_BYTES,
-    JSON_TYPES,
-    PDF_TYPES,
-    FetchedPage,
     Fetcher,
     RetryPolicy,
     Validators,
 )
+from ragtune.web.pages import page_to_documents
 from ragtune.web.politeness import HostThrottle
 from ragtune.web.render import PageRenderer, allowed_origin
 
@@ -153,56 +149,25 @@ class WebReader:
         self.failures.append(error)
 
 
-def page_to_documents(page: FetchedPage) -> list[Document]:
-    """A fetched page as Documents whose text is Markdown: one, or one per PDF page.
-    An ExtractionError names the page's URL once, in front of the reason."""
-    return named(page.url, lambda: _page_documents(page))
+def extract_source(source: str) -> ExtractedPage:
+    """The main content of one file or URL (for `ragtune extract`)."""
+    if source.startswith(("http://", "https://")):
+        with Fetcher() as fetcher:
+            page = fetcher.fetch(source)
+        if page.is_html:
+            return named(source, lambda: extract_html(page.body, url=page.final_url))
+        return _joined(page_to_documents(page))
+    path = Path(source)
+    if path.suffix.lower() in HTML_SUFFIXES:
+        data = named(source, lambda: read_file(path))
+        return named(source, lambda: extract_html(data, url=path.resolve().as_uri()))
+    return _joined(file_documents(path))
 
 
-def _page_documents(page: FetchedPage) -> list[Document]:
-    base: dict[str, object] = {
-        "url": page.url,
-        "final_url": page.final_url,
-        "content_type": page.content_type,
-        "fetched_at": datetime.now(UTC).isoformat(timespec="seconds"),
-    }
-    if page.etag:
-        base["etag"] = page.etag
-    if page.last_modified:
-        base["last_modified"] = page.last_modified
-    if page.rendered:
-        base["rendered"] = True
-    if page.is_html:
-        try:
-            extracted = extract_html(page.body, url=page.final_url)
-        except ExtractionError as error:
-            if not page.blocked_origins:
-                raise
-            # Most likely why a rendered app shell stayed empty: say what would fix it.
-            origins = ", ".join(page.blocked_origins[:3])
-            raise ExtractionError(
-                f"{error} after rendering; the page also asked {origins}, which rendered "
-                "pages may not reach (allow an origin with --render-allow)"
-            ) from None
-        return [make_document(extracted.markdown, {**extracted.metadata, **base})]
-    if page.content_type in PDF_TYPES:
-        title = _name_of(page.final_url)
-        return [
-            make_document(
-                text, {"title": title, "page": number, **base}, f"{page.url}#page={number}"
-            )
-            for number, text in pdf_pages(page.body)
-        ]
-    text = decode_text(page.body, page.encoding).strip()
-    if page.content_type in JSON_TYPES:
-        text = check_json(text)
-    if not text:
-        raise ExtractionError("the document is empty")
-    return [make_document(text, {"title": _name_of(page.final_url), **base})]
+def _joined(documents: list[Document]) -> ExtractedPage:
+    text = "\n\n".join(d.text for d in documents)
+    first = documents[0].metadata
+    return ExtractedPage(markdown=text, title=str(first.get("title", "")), metadata=first)
 
 
-def _name_of(url: str) -> str:
-    return url.rstrip("/").rsplit("/", 1)[-1] or url
-
-
-__all__ = ["FetchError", "WebReader", "page_to_documents"]
+__all__ = ["FetchError", "WebReader", "extract_source", "page_to_documents"]
