@@ -33,7 +33,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from ragtune.train.base_model import resolve_base_model
+from ragtune.train.models.base_model import resolve_base_model
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "sft" / "alpaca_en_demo.json"
@@ -87,13 +87,26 @@ def recipe(args: argparse.Namespace) -> str:
     return "".join(f"{key}: {json.dumps(value)}\n" for key, value in settings.items())
 
 
-def run_ragtune(args: argparse.Namespace, model: Path, data: Path, scratch: Path, n: int) -> dict[str, Any]:
+def run_ragtune(
+    args: argparse.Namespace, model: Path, data: Path, scratch: Path, n: int
+) -> dict[str, Any]:
     config = scratch / "recipe.yaml"
     config.write_text(recipe(args), encoding="utf-8")
     output = scratch / f"ragtune-{n}"
     command = [
-        sys.executable, "-m", "ragtune", "finetune", "--config", str(config),
-        "--data", str(data), "--base", str(model), "--output", str(output), "--overwrite",
+        sys.executable,
+        "-m",
+        "ragtune",
+        "finetune",
+        "--config",
+        str(config),
+        "--data",
+        str(data),
+        "--base",
+        str(model),
+        "--output",
+        str(output),
+        "--overwrite",
     ]
     rss = run_child(command, thread_env(args.threads), scratch / f"ragtune-{n}.log")
     summary = json.loads((output / "summary.json").read_text())
@@ -116,12 +129,34 @@ def run_baseline(
 ) -> dict[str, Any]:
     result = scratch / f"baseline-{n}-{threads}.json"
     command = [
-        sys.executable, str(BASELINE), "--model", str(model), "--data", str(data),
-        "--result", str(result), "--max-length", str(args.max_length),
-        "--batch-size", str(args.batch_size), "--steps", str(args.steps), "--lr", str(args.lr),
-        "--lora-r", str(args.lora_r), "--lora-alpha", str(args.lora_alpha),
-        "--lora-dropout", str(args.lora_dropout), "--seed", str(args.seed),
-        "--threads", str(threads or 0), "--output-dir", str(scratch / f"trainer-{n}"),
+        sys.executable,
+        str(BASELINE),
+        "--model",
+        str(model),
+        "--data",
+        str(data),
+        "--result",
+        str(result),
+        "--max-length",
+        str(args.max_length),
+        "--batch-size",
+        str(args.batch_size),
+        "--steps",
+        str(args.steps),
+        "--lr",
+        str(args.lr),
+        "--lora-r",
+        str(args.lora_r),
+        "--lora-alpha",
+        str(args.lora_alpha),
+        "--lora-dropout",
+        str(args.lora_dropout),
+        "--seed",
+        str(args.seed),
+        "--threads",
+        str(threads or 0),
+        "--output-dir",
+        str(scratch / f"trainer-{n}"),
     ]
     rss = run_child(command, thread_env(threads), scratch / f"baseline-{n}-{threads}.log")
     figures = json.loads(result.read_text())
@@ -147,11 +182,15 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--runs", type=int, default=2, help="Alternating runs of each side.")
     parser.add_argument(
-        "--threads", type=int, default=len(os.sched_getaffinity(0)),
+        "--threads",
+        type=int,
+        default=len(os.sched_getaffinity(0)),
         help="torch threads on both sides (RAGTUNE_TORCH_THREADS, OMP_NUM_THREADS, set_num_threads).",
     )
     parser.add_argument(
-        "--default-thread-runs", type=int, default=0,
+        "--default-thread-runs",
+        type=int,
+        default=0,
         help="Runs of the baseline with torch's default thread count (0: none).",
     )
     args = parser.parse_args()
@@ -190,7 +229,9 @@ def main() -> None:
             print(f"run {n + 1} baseline {threads} threads {fmt(default_threads[-1])}", flush=True)
 
     print()
-    print("| side (median of runs) | tokens/s | tokens | steps | train s | peak RSS MB | final loss | mean loss |")
+    print(
+        "| side (median of runs) | tokens/s | tokens | steps | train s | peak RSS MB | final loss | mean loss |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     same = f"{args.threads} thread{'s' if args.threads > 1 else ''}"
     rows = [
@@ -199,7 +240,12 @@ def main() -> None:
     ]
     if default_threads:
         threads = default_threads[0]["threads"]
-        rows.append((f"Trainer + PEFT ({len(default_threads)} run(s), {threads} threads, torch default)", default_threads))
+        rows.append(
+            (
+                f"Trainer + PEFT ({len(default_threads)} run(s), {threads} threads, torch default)",
+                default_threads,
+            )
+        )
     for name, runs in rows:
         print(
             f"| {name} | {median(runs, 'tokens_per_second'):.1f} | {median(runs, 'tokens'):.0f} "
@@ -217,7 +263,9 @@ def main() -> None:
         f"{'met' if memory <= TARGET_MEMORY else 'NOT met'})"
     )
     if default_threads:
-        speed_default = median(ours, "tokens_per_second") / median(default_threads, "tokens_per_second")
+        speed_default = median(ours, "tokens_per_second") / median(
+            default_threads, "tokens_per_second"
+        )
         memory_default = median(ours, "peak_rss_mb") / median(default_threads, "peak_rss_mb")
         print(
             f"ragtune / Trainer ({default_threads[0]['threads']} threads, torch default): "

@@ -38,7 +38,7 @@ from ragtune import VectorStoreIndex
 from ragtune.ingest import IngestSettings, ingest
 from ragtune.llm.transformers_backend import TransformersLLM
 from ragtune.shop_server import serve_shop
-from ragtune.train.base_model import resolve_base_model
+from ragtune.train.models.base_model import resolve_base_model
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = ROOT / "examples" / "recipes" / "knowledge-from-index.yaml"
@@ -49,7 +49,10 @@ QUESTIONS: list[tuple[str, list[str]]] = [
     ("What is the flavor of the dark energy potion?", ["cherry cola"]),
     ("How much does the Griffin Kite cost?", ["29.50"]),
     ("Who illustrated the Mapmaker's Atlas?", ["Wren Hollow"]),
-    ("How long does the sand take to run through the hourglass?", ["25 minutes", "twenty-five minutes"]),
+    (
+        "How long does the sand take to run through the hourglass?",
+        ["25 minutes", "twenty-five minutes"],
+    ),
     ("What is the maximum weight the hammock can hold?", ["180 kilograms", "180 kg"]),
     ("Which card game won the Golden Meeple award?", ["Troll Bridge"]),
     ("Which customer walked across hot coals at a festival?", ["Rook"]),
@@ -84,15 +87,26 @@ def build_index(index_dir: Path) -> int:
         result = ingest(
             [f"{base}/products"],
             index_dir,
-            IngestSettings(crawl=True, max_pages=500, max_depth=4, render="never", skip_failures=True),
+            IngestSettings(
+                crawl=True, max_pages=500, max_depth=4, render="never", skip_failures=True
+            ),
         )
     return result.stats["chunks"]
 
 
 def finetune(index_dir: Path, output: Path, args: argparse.Namespace) -> dict[str, Any]:
     command = [
-        sys.executable, "-m", "ragtune", "finetune", "--from-index", str(index_dir),
-        "--config", str(args.recipe), "--output", str(output), "--overwrite",
+        sys.executable,
+        "-m",
+        "ragtune",
+        "finetune",
+        "--from-index",
+        str(index_dir),
+        "--config",
+        str(args.recipe),
+        "--output",
+        str(output),
+        "--overwrite",
     ]
     if args.epochs is not None:
         command += ["--epochs", str(args.epochs)]
@@ -122,8 +136,12 @@ def score(answers: list[str]) -> list[bool]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--recipe", type=Path, default=RECIPE)
-    parser.add_argument("--epochs", type=float, default=4, help="Over the shop's pages (recipe: 8).")
-    parser.add_argument("--no-rag-finetuned", action="store_true", help="Skip RAG with the tuned model.")
+    parser.add_argument(
+        "--epochs", type=float, default=4, help="Over the shop's pages (recipe: 8)."
+    )
+    parser.add_argument(
+        "--no-rag-finetuned", action="store_true", help="Skip RAG with the tuned model."
+    )
     parser.add_argument("--show", action="store_true", help="Print every answer.")
     parser.add_argument("--questions", type=int, default=None, help="Ask only the first N.")
     args = parser.parse_args()
@@ -156,14 +174,19 @@ def main() -> None:
 
         runs = [
             ("base model, closed book", lambda: closed_book(TransformersLLM(base_dir))),
-            ("fine-tuned, closed book", lambda: closed_book(TransformersLLM(base_dir, adapter_dir=adapter))),
+            (
+                "fine-tuned, closed book",
+                lambda: closed_book(TransformersLLM(base_dir, adapter_dir=adapter)),
+            ),
             ("RAG, base model (default llama.cpp Q4_1)", lambda: with_rag(index_dir)),
         ]
         if not args.no_rag_finetuned:
-            runs.append((
-                "RAG, fine-tuned (transformers, base + adapter)",
-                lambda: with_rag(index_dir, TransformersLLM(base_dir, adapter_dir=adapter)),
-            ))
+            runs.append(
+                (
+                    "RAG, fine-tuned (transformers, base + adapter)",
+                    lambda: with_rag(index_dir, TransformersLLM(base_dir, adapter_dir=adapter)),
+                )
+            )
         for name, run in runs:
             started = time.perf_counter()
             results[name] = run()
@@ -186,7 +209,9 @@ def main() -> None:
             for name in names:
                 print(f"      {name}: {' '.join(results[name][number].split())[:160]}")
     total = sum(seconds.values())
-    print(f"\ntotal {total:.0f} s (" + ", ".join(f"{k} {v:.0f} s" for k, v in seconds.items()) + ")")
+    print(
+        f"\ntotal {total:.0f} s (" + ", ".join(f"{k} {v:.0f} s" for k, v in seconds.items()) + ")"
+    )
 
 
 if __name__ == "__main__":

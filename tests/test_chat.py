@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.conftest import POTION_PATH
+from tests.helpers import POTION_PATH
 
 from ragtune import Response, VectorStoreIndex
 from ragtune.llm import load_llm

@@ -2,11 +2,12 @@
 
 import hashlib
 import json
+import re
 import shutil
 from pathlib import Path
 
 import pytest
-from tests.conftest import POTION_PATH, assert_one_line_error, run_cli
+from tests.helpers import POTION_PATH, assert_one_line_error, run_cli
 
 
 def tree_digest(directory: Path) -> str:
@@ -75,6 +76,14 @@ def test_retrieve_plain_text_lists_ranked_urls(index_copy: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[0].startswith("1. ")
     assert "/products/mapmakers-atlas" in result.stdout.splitlines()[0]
+
+
+def test_help_lists_every_command_in_order() -> None:
+    result = run_cli("--help")
+    assert result.returncode == 0, result.stderr
+    listed = re.findall(r"^│ ([a-z]+) ", result.stdout, flags=re.MULTILINE)
+    commands = "ingest sync retrieve ask chat extract models demo finetune align merge export eval"
+    assert listed == commands.split()
 
 
 def test_models_lists_both_offline_models() -> None:
@@ -169,10 +178,9 @@ def test_bad_questions(index_copy: Path, question: str) -> None:
 
 
 def test_unknown_mode_and_model(index_copy: Path, tmp_path: Path) -> None:
-    assert_one_line_error(
-        run_cli("retrieve", "q?", "--index", str(index_copy), "--mode", "psychic"),
-        "unknown retrieval mode",
-    )
+    unknown_mode = run_cli("retrieve", "q?", "--index", str(index_copy), "--mode", "psychic")
+    assert unknown_mode.returncode == 2  # a usage error: the choices are the option's type
+    assert_one_line_error(unknown_mode, "'psychic'", "'hybrid', 'dense', 'keyword'")
     assert_one_line_error(
         run_cli("ask", "q?", "--index", str(index_copy), "--llm", str(tmp_path / "nope.gguf")),
         "does not exist",

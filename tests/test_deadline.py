@@ -6,41 +6,26 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
+from tests.webserver import Site, serve
 
-from ragtune.deadline import Deadline, deadline_client
+from ragtune.net.deadline import Deadline, deadline_client
 from ragtune.web.fetch import Fetcher
 
-
-class _Proxy(BaseHTTPRequestHandler):
-    """A forward proxy that answers every request itself and remembers what it was asked."""
-
-    seen: list[str] = []
-
-    def do_GET(self) -> None:  # noqa: N802
-        _Proxy.seen.append(self.path)
-        body = b"<html><body><article><p>Served by the proxy.</p></article></body></html>"
-        self.send_response(200)
-        self.send_header("Content-Type", "text/html")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
-        pass
+PROXIED_PAGE = "http://docs.example.test/page"
 
 
 @pytest.fixture()
-def proxy_url() -> Iterator[str]:
-    _Proxy.seen = []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Proxy)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+def proxy() -> Iterator[Site]:
+    """A forward proxy that answers for one page itself: a proxied request names the
+    whole URL, which is the route."""
+    with serve(Site()) as site:
+        site.page(
+            PROXIED_PAGE, "<html><body><article><p>Served by the proxy.</p></article></body></html>"
+        )
+        yield site
 
 
 @pytest.fixture()
@@ -49,7 +34,7 @@ def dripping_url() -> Iterator[str]:
     listener = socket.create_server(("127.0.0.1", 0))
     stop = threading.Event()
 
-    def serve() -> None:
+    def accept() -> None:
         listener.settimeout(0.2)
         while not stop.is_set():
             try:
@@ -71,26 +56,26 @@ def dripping_url() -> Iterator[str]:
             except OSError:
                 pass
 
-    threading.Thread(target=serve, daemon=True).start()
+    threading.Thread(target=accept, daemon=True).start()
     yield f"http://127.0.0.1:{listener.getsockname()[1]}/"
     stop.set()
     listener.close()
 
 
-def test_environment_proxies_are_honoured(proxy_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_environment_proxies_are_honoured(proxy: Site, monkeypatch: pytest.MonkeyPatch) -> None:
     # A client with a transport of its own would ignore HTTP_PROXY; the crawler's must not.
-    monkeypatch.setenv("HTTP_PROXY", proxy_url)
+    monkeypatch.setenv("HTTP_PROXY", proxy.base)
     monkeypatch.setenv("NO_PROXY", "")
     with Fetcher(timeout=5) as fetcher:
-        page = fetcher.fetch("http://docs.example.test/page")
+        page = fetcher.fetch(PROXIED_PAGE)
     assert b"Served by the proxy." in page.body
-    assert _Proxy.seen == ["http://docs.example.test/page"]
+    assert [request.path for request in proxy.log] == [PROXIED_PAGE]
 
 
 def test_no_proxy_hosts_are_reached_directly(
-    proxy_url: str, dripping_url: str, monkeypatch: pytest.MonkeyPatch
+    proxy: Site, dripping_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("HTTP_PROXY", proxy_url)
+    monkeypatch.setenv("HTTP_PROXY", proxy.base)
     monkeypatch.setenv("NO_PROXY", "127.0.0.1")
     deadline = Deadline()
     with deadline_client(deadline, timeout=httpx.Timeout(5.0)) as client:
@@ -98,7 +83,7 @@ def test_no_proxy_hosts_are_reached_directly(
         with pytest.raises(httpx.TimeoutException), deadline.within(1.0):
             client.get(dripping_url)
     assert time.monotonic() - started < 3
-    assert _Proxy.seen == []
+    assert proxy.log == []
 
 
 def test_deadline_bounds_a_response_whose_every_read_is_quick(dripping_url: str) -> None:

@@ -6,28 +6,30 @@ from __future__ import annotations
 import json
 import shutil
 import socket
-import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
-from tests.conftest import assert_one_line_error, run_cli
+from tests.helpers import assert_one_line_error, run_cli
+from tests.webserver import Reply, Request, Site, serve
 
 from ragtune.assets import DEFAULT_EMBEDDER
-from ragtune.errors import ModelNotFoundError, RagtuneError
-from ragtune.index.embedding import (
-    DEFAULT_BACKEND,
-    Embedder,
+from ragtune.errors import (
     EmbedderConfigError,
     EmbeddingConnectionError,
     EmbeddingHTTPError,
     EmbeddingResponseError,
     EmbeddingTimeoutError,
+    ModelNotFoundError,
+    RagtuneError,
+)
+from ragtune.index.embedding import (
+    DEFAULT_BACKEND,
+    Embedder,
     OpenAIEmbedder,
     make_embedder,
     onnx_backend,
@@ -229,13 +231,28 @@ def test_make_embedder(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @dataclass
 class EmbeddingsServer:
-    """Answers POST /v1/embeddings; ``behave`` may replace the answer for a test."""
+    """Answers POST /v1/embeddings on the tests' scriptable server; ``behave`` may
+    replace the answer for a test."""
 
     embed: Callable[[list[str]], np.ndarray]
+    site: Site = field(default_factory=Site)
     behave: Callable[[list[str]], tuple[int, bytes] | None] | None = None
-    requests: list[dict[str, object]] = field(default_factory=list)
-    authorizations: list[str | None] = field(default_factory=list)
-    base: str = ""
+
+    @property
+    def base(self) -> str:
+        return f"{self.site.base}/v1"
+
+    @property
+    def requests(self) -> list[dict[str, Any]]:
+        return [request.json() for request in self.site.requests_for("/v1/embeddings")]
+
+    @property
+    def authorizations(self) -> list[str | None]:
+        return [r.headers.get("authorization") for r in self.site.requests_for("/v1/embeddings")]
+
+    def reply(self, request: Request) -> Reply:
+        status, body = self.answer(list(request.json()["input"]))
+        return Reply(status, body, content_type="application/json")
 
     def answer(self, texts: list[str]) -> tuple[int, bytes]:
         if self.behave is not None:
@@ -251,54 +268,18 @@ class EmbeddingsServer:
         return 200, json.dumps({"object": "list", "data": data, "model": "minilm"}).encode()
 
 
-@contextmanager
-def serve_embeddings(server_state: EmbeddingsServer) -> Iterator[EmbeddingsServer]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def do_POST(self) -> None:  # noqa: N802
-            body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
-            server_state.requests.append(body)
-            server_state.authorizations.append(self.headers.get("Authorization"))
-            if self.path != "/v1/embeddings":
-                status, payload = 404, b'{"error": {"message": "no such route"}}'
-            else:
-                status, payload = server_state.answer(list(body["input"]))
-            try:
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-            except (BrokenPipeError, ConnectionResetError):
-                pass
-
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
-            pass
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    httpd.daemon_threads = True
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    server_state.base = f"http://127.0.0.1:{httpd.server_address[1]}/v1"
-    try:
-        yield server_state
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-
-
 @pytest.fixture(scope="module")
 def endpoint(torch_embedder: Embedder) -> Iterator[EmbeddingsServer]:
-    with serve_embeddings(EmbeddingsServer(embed=torch_embedder.embed)) as server:
+    server = EmbeddingsServer(embed=torch_embedder.embed)
+    server.site.routes["/v1/embeddings"] = server.reply
+    with serve(server.site):
         yield server
 
 
 @pytest.fixture
 def server(endpoint: EmbeddingsServer) -> Iterator[EmbeddingsServer]:
     endpoint.behave = None
-    endpoint.requests.clear()
-    endpoint.authorizations.clear()
+    endpoint.site.log.clear()
     yield endpoint
     endpoint.behave = None
 
@@ -306,7 +287,7 @@ def server(endpoint: EmbeddingsServer) -> Iterator[EmbeddingsServer]:
 def client(server: EmbeddingsServer, **options: object) -> OpenAIEmbedder:
     settings: dict[str, object] = {"backoff": 0.0, "timeout": 5.0}
     settings.update(options)
-    return OpenAIEmbedder(server.base, "all-MiniLM-L6-v2", **settings)  # type: ignore[arg-type]
+    return OpenAIEmbedder(server.base, "all-MiniLM-L6-v2", **settings)
 
 
 def test_openai_endpoint_gives_the_local_vectors(
@@ -321,7 +302,7 @@ def test_openai_endpoint_gives_the_local_vectors(
     expected = torch_embedder.embed(texts)
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
     assert ((vectors * expected).sum(axis=1) > 0.9999).all()
-    assert [len(r["input"]) for r in server.requests] == [3, 3, 1]  # type: ignore[arg-type]
+    assert [len(r["input"]) for r in server.requests] == [3, 3, 1]
     assert server.requests[0]["model"] == "all-MiniLM-L6-v2"
     assert server.authorizations[0] == "Bearer sk-test-123"
     assert "sk-test" not in remote.spec and "sk-test" not in repr(vars(remote))
@@ -438,7 +419,7 @@ def test_index_built_and_queried_through_an_endpoint(
     manifest = json.loads((index / "ragtune.json").read_text())
     assert manifest["embedder_backend"] == "openai"
     assert manifest["embedder_path"].startswith("openai:http://127.0.0.1")
-    embedded = sum(len(r["input"]) for r in server.requests)  # type: ignore[arg-type]
+    embedded = sum(len(r["input"]) for r in server.requests)
     assert embedded >= 2
 
     found = run_cli("retrieve", "lamp hours", "--index", str(index), "--json", "--mode", "dense")

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from tests.conftest import assert_one_line_error, run_cli
+from tests.helpers import assert_one_line_error, run_cli
 
 from ragtune import VectorStoreIndex
 from ragtune.eval.retrieval import evaluate_retrieval, first_hit_rank

@@ -18,15 +18,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.conftest import assert_one_line_error, one_line_message, run_cli_in_process
+from tests.helpers import assert_one_line_error, one_line_message, run_cli_in_process
 from tests.tiny_models import make_tiny_llama
 
 from ragtune.assets import DEFAULT_LLM
 from ragtune.errors import ModelNotFoundError, TrainingError
 from ragtune.runtime import configure_torch_threads
-from ragtune.train.base_model import SOURCE_FILE, converted_path, resolve_base_model
-from ragtune.train.gguf_export import export_gguf
-from ragtune.train.merge import merge_adapter
+from ragtune.train.export.gguf_export import export_gguf
+from ragtune.train.export.merge import merge_adapter
+from ragtune.train.models.base_model import SOURCE_FILE, converted_path, resolve_base_model
 
 PROMPT = "The capital of France is"
 NEW_TOKENS = 10
@@ -198,7 +198,7 @@ def test_merged_model_matches_base_plus_adapter(
     assert (merged_logits - base_logits).abs().max() > 0.1  # the adapter did something
     assert (merged / "model.safetensors").is_file()
     assert (merged / "tokenizer.json").is_file()
-    assert not list(merged.parent.glob(".tmp-*"))
+    assert not list(merged.parent.glob(f".{merged.name}.*"))  # no staged or retired copy
 
 
 def test_merge_refuses_a_non_empty_output_unless_overwrite(adapter: Path, tmp_path: Path) -> None:

@@ -1,7 +1,7 @@
 from pathlib import Path
 
 import pytest
-from tests.conftest import assert_one_line_error, run_cli
+from tests.helpers import assert_one_line_error, run_cli
 
 from ragtune import extract_html
 from ragtune.assets import demo_shop_dir
@@ -75,4 +75,6 @@ def test_cli_extract_bad_inputs(tmp_path: Path, awkward_url: str) -> None:
     assert_one_line_error(
         run_cli("extract", f"{awkward_url}/image.png"), "unsupported content type image/png"
     )
-    assert_one_line_error(run_cli("extract", str(POTION_HTML), "--format", "pdf"), "unknown format")
+    assert_one_line_error(
+        run_cli("extract", str(POTION_HTML), "--format", "pdf"), "'markdown', 'text'"
+    )

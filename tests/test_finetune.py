@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from tests.conftest import assert_one_line_error, run_cli
+from tests.helpers import assert_one_line_error, finetune_settings, run_cli
 from tests.tiny_models import make_tiny_llama, smollm2_tokenizer
 
 pytest.importorskip("peft", reason="fine-tuning needs the train extra (peft)")
@@ -24,14 +24,14 @@ pytest.importorskip("accelerate", reason="fine-tuning needs the train extra (acc
 
 from ragtune.errors import DatasetError, TrainingError  # noqa: E402
 from ragtune.train.config import build_config  # noqa: E402
-from ragtune.train.encode import (  # noqa: E402
+from ragtune.train.data.encode import (  # noqa: E402
     IGNORE,
     encode_chat,
     encode_records,
     pack,
     prepare_tokenizer,
 )
-from ragtune.train.records import ChatRecord, Message, TextRecord  # noqa: E402
+from ragtune.train.data.records import ChatRecord, Message, TextRecord  # noqa: E402
 from ragtune.train.run import train  # noqa: E402
 
 FACTS = [
@@ -81,23 +81,6 @@ def dataset(tmp_path: Path, kind: str, copies: int = 3) -> Path:
     path = tmp_path / "notes.txt"
     path.write_text("\n\n".join(a for _, a in facts), encoding="utf-8")
     return path
-
-
-def settings(tiny: Path, data: Path, output: Path, **extra: object) -> dict[str, object]:
-    values: dict[str, object] = {
-        "base": str(tiny),
-        "data": str(data),
-        "output": str(output),
-        "max_steps": 4,
-        "batch_size": 2,
-        "max_length": 96,
-        "learning_rate": 5e-3,
-        "save_every": 2,
-        "eval_fraction": 0.0,
-        "lora_dropout": 0.0,
-    }
-    values.update(extra)
-    return values
 
 
 # --- encoding -----------------------------------------------------------------------------
@@ -207,7 +190,7 @@ def test_packing_joins_examples_and_keeps_their_masks(tokenizer: object) -> None
 @pytest.mark.parametrize("kind", ["alpaca", "sharegpt", "messages", "text"])
 def test_every_dataset_format_trains(kind: str, tiny: Path, tmp_path: Path) -> None:
     data = dataset(tmp_path, kind)
-    outcome = train(build_config(None, settings(tiny, data, tmp_path / "run")), "sft")
+    outcome = train(build_config(None, finetune_settings(tiny, data, tmp_path / "run")), "sft")
     losses = [h["loss"] for h in outcome.result.history if "loss" in h]
     assert len(losses) == 4 and all(math.isfinite(x) for x in losses)
     assert losses[-1] < losses[0]  # 5e-3 on four facts: the loss falls within four steps
@@ -217,7 +200,9 @@ def test_every_dataset_format_trains(kind: str, tiny: Path, tmp_path: Path) -> N
 
 def test_resumed_run_continues_the_interrupted_loss_curve(tiny: Path, tmp_path: Path) -> None:
     data = dataset(tmp_path, "alpaca", copies=4)
-    values = settings(tiny, data, tmp_path / "whole", max_steps=8, save_every=3, eval_fraction=0.0)
+    values = finetune_settings(
+        tiny, data, tmp_path / "whole", max_steps=8, save_every=3, eval_fraction=0.0
+    )
     whole = train(build_config(None, values), "sft").result.history
 
     class Interrupted(Exception):
@@ -252,7 +237,8 @@ def test_full_fine_tuning_saves_a_model_the_transformers_backend_loads(
     data = dataset(tmp_path, "messages")
     outcome = train(
         build_config(
-            None, settings(tiny, data, tmp_path / "full", method="full", learning_rate=1e-3)
+            None,
+            finetune_settings(tiny, data, tmp_path / "full", method="full", learning_rate=1e-3),
         ),
         "sft",
     )
@@ -268,7 +254,7 @@ def test_dpo_margin_rises_on_its_training_pairs(method: str, tiny: Path, tmp_pat
     pairs = [{"prompt": q, "chosen": a, "rejected": "I do not know, sorry."} for q, a in FACTS] * 2
     data = write_jsonl(tmp_path / "pairs.jsonl", pairs)
     rate = 2e-3 if method == "lora" else 5e-4
-    values = settings(
+    values = finetune_settings(
         tiny,
         data,
         tmp_path / "dpo",
@@ -365,7 +351,7 @@ def test_from_index_trains_on_the_documents_of_an_index(tiny: Path, tmp_path: Pa
         for i, (q, a) in enumerate(FACTS)
     ]
     VectorStoreIndex.from_documents(docs, persist_dir=tmp_path / "index")
-    values = settings(tiny, tmp_path / "none", tmp_path / "run", max_length=32)
+    values = finetune_settings(tiny, tmp_path / "none", tmp_path / "run", max_length=32)
     values["data"] = None
     values["from_index"] = str(tmp_path / "index")
     outcome = train(build_config(None, values), "sft")
@@ -468,7 +454,7 @@ def test_bad_training_input_is_one_line_and_exit_one(tiny: Path, tmp_path: Path)
 
 def test_a_finished_run_is_never_overwritten_by_accident(tiny: Path, tmp_path: Path) -> None:
     data = dataset(tmp_path, "alpaca")
-    values = settings(tiny, data, tmp_path / "run", max_steps=2)
+    values = finetune_settings(tiny, data, tmp_path / "run", max_steps=2)
     train(build_config(None, values), "sft")
     before = (tmp_path / "run" / "adapter" / "adapter_model.safetensors").read_bytes()
     with pytest.raises(TrainingError, match="already holds a training run"):
@@ -495,11 +481,11 @@ def small_disk(tmp_path: Path):  # type: ignore[no-untyped-def]
 def test_a_full_disk_while_saving_leaves_the_previous_checkpoint_as_latest(
     tiny: Path, tmp_path: Path, small_disk: Path
 ) -> None:
-    from ragtune.train import checkpoints
+    from ragtune.train.loop import checkpoints
 
     data = dataset(tmp_path, "alpaca", copies=4)
     output = small_disk / "run"
-    values = settings(tiny, data, output, max_steps=40, save_every=1, keep_checkpoints=100)
+    values = finetune_settings(tiny, data, output, max_steps=40, save_every=1, keep_checkpoints=100)
     with pytest.raises(TrainingError) as error:
         train(build_config(None, values), "sft")
     message = str(error.value)
@@ -553,7 +539,7 @@ def test_label_logprobs_and_gradients_equal_the_full_logits_computation(frozen: 
     """The chunked output head (fused for a frozen head) changes memory, not the math."""
     import torch
 
-    from ragtune.train import model as training_model
+    from ragtune.train.models import trainable as training_model
 
     torch.manual_seed(0)
     head = torch.nn.Linear(32, 500, bias=False)

@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 
 import pytest
-from tests.conftest import run_cli
+from tests.helpers import run_cli
 
 pytest.importorskip("peft", reason="fine-tuning needs the train extra (peft)")
 pytest.importorskip("gguf", reason="converting SmolLM2's GGUF needs the gguf package")
@@ -21,7 +21,7 @@ ALPACA = Path(__file__).resolve().parents[2] / "shared" / "data" / "sft" / "alpa
 
 @pytest.fixture(scope="module")
 def smollm2_dir() -> Path:
-    from ragtune.train.base_model import resolve_base_model
+    from ragtune.train.models.base_model import resolve_base_model
 
     return resolve_base_model(None)
 
@@ -35,9 +35,21 @@ def test_fine_tuned_smollm2_answers_through_ask(
     data = tmp_path / "alpaca.json"
     data.write_text(json.dumps(records), encoding="utf-8")
     trained = run_cli(
-        "finetune", "--data", str(data), "--output", str(tmp_path / "run"),
-        "--max-steps", "3", "--batch-size", "2", "--max-length", "128", "--eval-fraction", "0.2",
-        "--save-every", "2",
+        "finetune",
+        "--data",
+        str(data),
+        "--output",
+        str(tmp_path / "run"),
+        "--max-steps",
+        "3",
+        "--batch-size",
+        "2",
+        "--max-length",
+        "128",
+        "--eval-fraction",
+        "0.2",
+        "--save-every",
+        "2",
         timeout=900,
     )
     assert trained.returncode == 0, trained.stderr[-3000:]
@@ -52,8 +64,14 @@ def test_fine_tuned_smollm2_answers_through_ask(
     assert "paris" in closed_book.stdout.lower(), closed_book.stdout
 
     with_index = run_cli(
-        "ask", "--llm", llm, "--index", str(shop_index_dir), "--json",
-        "What is the flavor of the dark energy potion?", timeout=600,
+        "ask",
+        "--llm",
+        llm,
+        "--index",
+        str(shop_index_dir),
+        "--json",
+        "What is the flavor of the dark energy potion?",
+        timeout=600,
     )
     assert with_index.returncode == 0, with_index.stderr[-3000:]
     answer = json.loads(with_index.stdout)

@@ -10,8 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.conftest import POTION_PATH, run_cli
-from tests.test_retrieval_quality import FACTS
+from tests.helpers import POTION_PATH, SHOP_FACTS, run_cli
 
 from ragtune import Document, NodeWithScore, TextNode, VectorStoreIndex, WebReader
 from ragtune.index.embedding import make_embedder
@@ -183,7 +182,7 @@ def test_not_in_sources_decisions_agree_across_embedding_backends(
     )
     for mode in ("hybrid", "dense", "keyword"):
         engine = index.as_query_engine(llm=RecordingLLM(), mode=mode)  # type: ignore[arg-type]
-        for question in [q for q, _ in FACTS] + [DEMO_QUESTION]:
+        for question in [q for q, _ in SHOP_FACTS] + [DEMO_QUESTION]:
             _, response = engine.stream(question)  # decided before any token is asked for
             assert not response.metadata.get("not_in_sources"), (backend, mode, question)
             # Each is answered for a reason that holds on any CPU: a cosine further above

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from tests.conftest import assert_one_line_error, run_cli
+from tests.helpers import assert_one_line_error, run_cli
 from tests.webserver import Site, serve
 
 from ragtune.terminal import json_for_terminal, printable
@@ -145,6 +145,10 @@ def test_live_progress_on_a_terminal_shows_hostile_names_inertly(tmp_path: Path)
         (["ask", "q", "--top-k", f"1{CLEAR_SCREEN}"], "'--top-k'"),
         (["ingest", "x", "--index", "i", "--no-such-option"], "No such option"),
         (["no-such-command"], "No such command"),
+        (["retrieve", "q", "--index", "x", "--mode", "psychic"], "'hybrid', 'dense', 'keyword'"),
+        (["ingest", "x", "--index", "i", "--render", "sometimes"], "'never', 'auto', 'always'"),
+        (["extract", "x", "--format", "pdf"], "'markdown', 'text'"),
+        (["align", "--method", "ppo"], "'dpo'"),
     ],
 )
 def test_usage_errors_are_one_line(args: list[str], fragment: str) -> None:

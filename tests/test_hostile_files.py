@@ -22,7 +22,7 @@ from typing import Any
 
 import docx
 import pytest
-from tests.conftest import assert_one_line_error, run_cli_in_process
+from tests.helpers import assert_one_line_error, run_cli_in_process
 from tests.pdfmaker import make_pdf, pdf_from_objects
 from tests.webserver import Reply, Site, serve
 
@@ -30,7 +30,7 @@ from ragtune import VectorStoreIndex, WebReader, extract_html
 from ragtune.assets import DEFAULT_EMBEDDER
 from ragtune.documents import Document
 from ragtune.errors import ModelNotFoundError, RagtuneError
-from ragtune.extract import files, pdf
+from ragtune.extract import files, pdf, word
 from ragtune.index.chunking import ChunkingConfig, MarkdownChunker
 from ragtune.index.embedding import make_embedder
 from ragtune.index.filters import parse_filter
@@ -237,7 +237,7 @@ def test_docx_bomb_is_refused_before_parsing(tmp_path: Path) -> None:
     assert bomb.stat().st_size < 1024 * 1024
     with pytest.raises(RagtuneError, match=r"bomb\.docx: too large \(unpacks to [\d,]+ bytes"):
         files.file_documents(bomb)
-    assert unpacked > files.MAX_UNPACKED_BYTES
+    assert unpacked > word.MAX_UNPACKED_BYTES
 
 
 def test_file_over_the_size_limit_is_too_large(

@@ -9,37 +9,43 @@ drips its headers one line at a time.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import socket
 import stat
 import subprocess
 import sys
-import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from tests.conftest import assert_one_line_error, run_cli
+from tests.helpers import assert_one_line_error, run_cli
 from tests.postgres_server import PostgresServer
+from tests.webserver import Handler, RawReply, Reply, Request, Site, serve
 
-from ragtune.errors import InvalidIndexError
-from ragtune.index.embedding import EmbedderConfigError, EmbeddingServiceError, make_embedder
-from ragtune.index.embedding.remote import EmbeddingTimeoutError, OpenAIEmbedder
+from ragtune.atomic import write_json_atomic
+from ragtune.errors import (
+    EmbedderConfigError,
+    EmbeddingServiceError,
+    EmbeddingTimeoutError,
+    InvalidIndexError,
+    LLMError,
+)
+from ragtune.index.embedding import make_embedder
+from ragtune.index.embedding.remote import OpenAIEmbedder
 from ragtune.index.lock import LOCK_FILE, write_lock
-from ragtune.index.manifest import MANIFEST, Manifest, write_json_atomic
-from ragtune.index.vector_index import VectorStoreIndex, _store_name, check_index_target
+from ragtune.index.manifest import MANIFEST, Manifest
+from ragtune.index.stores.locate import store_name
+from ragtune.index.vector_index import VectorStoreIndex, check_index_target
 from ragtune.ingest import SOURCES_FILE, IngestSettings, ingest
-from ragtune.llm.openai_compat import LLMError, OpenAICompatibleLLM
+from ragtune.llm.openai_compat import OpenAICompatibleLLM
 from ragtune.url_options import redact
 
 SECRET = "hunter2"
-Answer = Callable[[BaseHTTPRequestHandler], None]
 
 # --- secrets ------------------------------------------------------------------------------
 
@@ -92,9 +98,9 @@ def test_redact_masks_a_known_secret_anywhere() -> None:
 
 
 def test_store_name_keeps_no_password_parameter() -> None:
-    name = _store_name(f"postgresql://rag:{SECRET}@db:5/kb?password={SECRET}&table=t&sslmode=off")
+    name = store_name(f"postgresql://rag:{SECRET}@db:5/kb?password={SECRET}&table=t&sslmode=off")
     assert name == "postgresql://rag@db:5/kb?sslmode=off"
-    empty_host = _store_name(f"postgresql:///kb?host=db&port=5&password={SECRET}&table=t")
+    empty_host = store_name(f"postgresql:///kb?host=db&port=5&password={SECRET}&table=t")
     assert empty_host == "postgresql:///kb?host=db&port=5"
 
 
@@ -220,11 +226,11 @@ def test_endpoints_on_a_host_name_that_cannot_be_encoded_fail_in_one_line(
 def test_embedding_errors_never_show_the_key(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RAGTUNE_EMBED_API_KEY", f"sk-{SECRET}")
 
-    def echo_key(handler: BaseHTTPRequestHandler) -> None:
-        body = json.dumps({"error": {"message": f"bad key {handler.headers['Authorization']}"}})
-        _send(handler, 401, body.encode())
+    def echo_key(request: Request) -> Reply:
+        body = json.dumps({"error": {"message": f"bad key {request.headers['authorization']}"}})
+        return _json_reply(401, body)
 
-    with _Serve(echo_key) as base:
+    with _answer_everything(echo_key) as base:
         embedder = OpenAIEmbedder(f"{base}/v1", "m", dimensions=3, retries=0)
         with pytest.raises(EmbeddingServiceError) as caught:
             embedder.embed(["text"])
@@ -249,11 +255,11 @@ def test_llm_errors_and_repr_never_show_credentials(
         OpenAICompatibleLLM.from_spec(f"openai:http://h/v1?timeout=soon&api_key={SECRET}")
     assert SECRET not in str(malformed.value)
 
-    def echo_key(handler: BaseHTTPRequestHandler) -> None:
-        body = json.dumps({"error": f"bad key {handler.headers['Authorization']}"})
-        _send(handler, 401, body.encode())
+    def echo_key(request: Request) -> Reply:
+        body = json.dumps({"error": f"bad key {request.headers['authorization']}"})
+        return _json_reply(401, body)
 
-    with _Serve(echo_key) as base:
+    with _answer_everything(echo_key) as base:
         served = OpenAICompatibleLLM(f"{base}/v1", "m", context_window=512, retries=0)
         with pytest.raises(LLMError) as echoed:
             served.chat([{"role": "user", "content": "hi"}])
@@ -441,28 +447,34 @@ DRIP_S = 0.2
 DRIP_FOR_S = 5.0
 
 
-def _drip_headers(handler: BaseHTTPRequestHandler) -> None:
+def _drip_headers(request: Request) -> RawReply:
     """A status line, then one header line every DRIP_S seconds; the body never comes."""
-    handler.wfile.write(b"HTTP/1.1 200 OK\r\n")
-    started = time.monotonic()
-    while time.monotonic() - started < DRIP_FOR_S:
-        handler.wfile.write(f"X-Drip: {time.monotonic():.2f}\r\n".encode())
-        time.sleep(DRIP_S)
+
+    def lines() -> Iterator[bytes]:
+        yield b"HTTP/1.1 200 OK\r\n"
+        started = time.monotonic()
+        while time.monotonic() - started < DRIP_FOR_S:
+            yield f"X-Drip: {time.monotonic():.2f}\r\n".encode()
+            time.sleep(DRIP_S)
+
+    return RawReply(lines())
 
 
-def _drip_events(handler: BaseHTTPRequestHandler) -> None:
+def _drip_events(request: Request) -> RawReply:
     """An event stream that only ever sends keep-alive comments."""
-    handler.wfile.write(
-        b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n"
-    )
-    started = time.monotonic()
-    while time.monotonic() - started < DRIP_FOR_S:
-        handler.wfile.write(b": still thinking\n\n")
-        time.sleep(DRIP_S)
+
+    def events() -> Iterator[bytes]:
+        yield b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n"
+        started = time.monotonic()
+        while time.monotonic() - started < DRIP_FOR_S:
+            yield b": still thinking\n\n"
+            time.sleep(DRIP_S)
+
+    return RawReply(events())
 
 
 def test_embedding_timeout_bounds_a_dripping_server() -> None:
-    with _Serve(_drip_headers) as base:
+    with _answer_everything(_drip_headers) as base:
         embedder = OpenAIEmbedder(f"{base}/v1", "m", dimensions=3, timeout=1.0, retries=0)
         started = time.monotonic()
         with pytest.raises(EmbeddingTimeoutError) as caught:
@@ -473,8 +485,8 @@ def test_embedding_timeout_bounds_a_dripping_server() -> None:
 
 
 @pytest.mark.parametrize("drip", [_drip_headers, _drip_events])
-def test_llm_timeout_bounds_a_dripping_server(drip: Answer) -> None:
-    with _Serve(drip) as base:
+def test_llm_timeout_bounds_a_dripping_server(drip: Handler) -> None:
+    with _answer_everything(drip) as base:
         llm = OpenAICompatibleLLM(f"{base}/v1", "m", context_window=512, timeout=1.0, retries=0)
         for call in (llm.chat, lambda m: list(llm.stream_chat(m))):
             started = time.monotonic()
@@ -488,36 +500,14 @@ def test_llm_timeout_bounds_a_dripping_server(drip: Answer) -> None:
 # --- helpers ------------------------------------------------------------------------------
 
 
-def _send(handler: BaseHTTPRequestHandler, status: int, body: bytes) -> None:
-    handler.send_response(status)
-    handler.send_header("Content-Type", "application/json")
-    handler.send_header("Content-Length", str(len(body)))
-    handler.end_headers()
-    handler.wfile.write(body)
+def _json_reply(status: int, body: str) -> Reply:
+    return Reply(status, body.encode(), content_type="application/json")
 
 
-class _Serve:
-    """A loopback server whose every request is answered by one function."""
-
-    def __init__(self, answer: Answer) -> None:
-        def handle(handler: BaseHTTPRequestHandler) -> None:
-            length = int(handler.headers.get("Content-Length") or 0)
-            handler.rfile.read(length)
-            with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # the client gave up
-                answer(handler)
-
-        handler_class = type(
-            "Handler",
-            (BaseHTTPRequestHandler,),
-            {"do_GET": handle, "do_POST": handle, "log_message": lambda *args: None},
-        )
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler_class)
-        self.server.daemon_threads = True
-
-    def __enter__(self) -> str:
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+@contextmanager
+def _answer_everything(answer: Handler) -> Iterator[str]:
+    """A loopback server whose every request, on any path, is answered by one function."""
+    site = Site()
+    site.routes["/*"] = answer
+    with serve(site):
+        yield site.base

@@ -15,8 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.conftest import assert_one_line_error, one_line_message, run_cli_in_process
-from tests.test_finetune import settings as finetune_settings
+from tests.helpers import (
+    assert_one_line_error,
+    finetune_settings,
+    one_line_message,
+    run_cli_in_process,
+)
 from tests.tiny_models import make_tiny_llama
 
 pytest.importorskip("peft", reason="fine-tuning needs the train extra (peft)")
@@ -24,10 +28,10 @@ pytest.importorskip("accelerate", reason="fine-tuning needs the train extra (acc
 
 from ragtune.errors import DatasetError, ModelNotFoundError, RagtuneError, TrainingError  # noqa: E402
 from ragtune.runtime import configure_torch_threads  # noqa: E402
-from ragtune.train.base_model import SOURCE_FILE, resolve_base_model  # noqa: E402
 from ragtune.train.config import build_config  # noqa: E402
-from ragtune.train.gguf_export import export_gguf  # noqa: E402
-from ragtune.train.merge import merge_adapter  # noqa: E402
+from ragtune.train.export.gguf_export import export_gguf  # noqa: E402
+from ragtune.train.export.merge import merge_adapter  # noqa: E402
+from ragtune.train.models.base_model import SOURCE_FILE, resolve_base_model  # noqa: E402
 from ragtune.train.run import train  # noqa: E402
 
 configure_torch_threads()  # one thread: the machine's cores are shared

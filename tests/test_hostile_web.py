@@ -14,14 +14,13 @@ from pathlib import Path
 
 import httpx
 import pytest
-from tests.conftest import assert_one_line_error, run_cli
-from tests.test_render import needs_chromium
+from tests.helpers import assert_one_line_error, needs_chromium, run_cli
 from tests.webserver import Reply, Site, serve
 
 from ragtune import VectorStoreIndex, WebReader
-from ragtune.deadline import Deadline, deadline_client
 from ragtune.errors import RagtuneError
 from ragtune.ingest import REPORT_FILE, SOURCES_FILE, IngestSettings, ingest
+from ragtune.net.deadline import Deadline, deadline_client
 from ragtune.sync import sync
 from ragtune.web import sitemaps
 from ragtune.web.render import chromium_args

@@ -6,6 +6,7 @@ import pytest
 
 from ragtune import Document, VectorStoreIndex
 from ragtune.errors import IndexNotFoundError, InvalidIndexError, InvalidQueryError, RagtuneError
+from ragtune.index.ranking import VectorIndexRetriever
 from ragtune.index.vector_index import InsertStats
 
 
@@ -97,6 +98,18 @@ def test_bad_questions(tmp_path: Path, question: str) -> None:
     index = VectorStoreIndex.from_documents(documents(), persist_dir=tmp_path / "idx")
     with pytest.raises(InvalidQueryError):
         index.as_retriever().retrieve(question)
+
+
+def test_a_retriever_ranks_a_store_with_an_embedder_not_an_index(tmp_path: Path) -> None:
+    index = VectorStoreIndex.from_documents(documents(), persist_dir=tmp_path / "idx")
+    retriever = VectorIndexRetriever(
+        index.store, index.embedder, 2, metadata_keys=index.manifest.metadata_keys
+    )
+    question = "What colour are beta gadgets?"
+    found = [(n.node_id, n.score) for n in retriever.retrieve(question)]
+    assert found == [(n.node_id, n.score) for n in index.as_retriever(2).retrieve(question)]
+    with pytest.raises(InvalidQueryError, match="unknown filter key 'colour'"):
+        VectorIndexRetriever(index.store, index.embedder, filters={"colour": "x"}, metadata_keys=())
 
 
 def test_a_file_as_index(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-from tests.conftest import run_cli
+from tests.helpers import run_cli
 
 from ragtune import VectorStoreIndex
 from ragtune.index.manifest import MANIFEST

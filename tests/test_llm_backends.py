@@ -1,22 +1,25 @@
 """LLM backends chosen by a spec: the OpenAI-compatible one against real local HTTP servers.
 
 The "real server" is llama.cpp's own llama-server code (inside the xllamacpp wheel) serving
-the bundled SmolLM2 on 127.0.0.1; the failure cases use a small threaded HTTP server of the
-tests that answers the way broken endpoints do.
+the bundled SmolLM2 on 127.0.0.1; the failure cases use the tests' scriptable server
+(tests/webserver.py), answering the way broken endpoints do.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
-import threading
 import time
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from tests.conftest import assert_one_line_error, run_cli
+from tests.helpers import (
+    LIGHTHOUSE_QUESTION,
+    assert_one_line_error,
+    ingest_lighthouse_docs,
+    run_cli,
+)
+from tests.webserver import Reply, Request, Site, serve
 
 from ragtune import VectorStoreIndex
 from ragtune.assets import DEFAULT_LLM
@@ -24,14 +27,6 @@ from ragtune.errors import LLMError, ModelNotFoundError
 from ragtune.llm import LLM, ChatMessage, load_llm
 from ragtune.llm.llamacpp import LlamaCppLLM
 from ragtune.llm.openai_compat import OpenAICompatibleLLM
-
-QUESTION = "What colour is the lamp of the Brightwater lighthouse?"
-DOCS = {
-    "lighthouse.md": "# Brightwater lighthouse\n\nThe lamp of the Brightwater lighthouse is green. "
-    "It was lit for the first time in 1911 and can be seen from 30 kilometres away.\n",
-    "bakery.md": "# Juniper bakery\n\nThe Juniper bakery sells rye bread and cinnamon buns. "
-    "It opens at seven in the morning, every day except Monday.\n",
-}
 
 
 @pytest.fixture(scope="module")
@@ -49,18 +44,7 @@ def endpoint(llama: LlamaCppLLM) -> str:
 
 @pytest.fixture(scope="module")
 def index_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return ingest_docs(tmp_path_factory.mktemp("llm-backends"))
-
-
-def ingest_docs(base: Path) -> Path:
-    """DOCS written as files under ``base`` and ingested by the CLI: ``base/index``."""
-    docs = base / "docs"
-    docs.mkdir()
-    for name, text in DOCS.items():
-        (docs / name).write_text(text)
-    result = run_cli("ingest", str(docs), "--index", str(base / "index"))
-    assert result.returncode == 0, result.stderr
-    return base / "index"
+    return ingest_lighthouse_docs(tmp_path_factory.mktemp("llm-backends"))
 
 
 # -- the real server: llama.cpp's llama-server ------------------------------------------
@@ -82,12 +66,12 @@ def test_engine_answers_and_streams_through_the_endpoint(endpoint: str, index_di
     engine = VectorStoreIndex.load(index_dir).as_query_engine(
         llm=f"openai:{endpoint}?model=smol", answer_tokens=48
     )
-    response = engine.query(QUESTION)
+    response = engine.query(LIGHTHOUSE_QUESTION)
     assert "green" in response.response.lower()
     assert response.source_nodes[0].metadata["url"].endswith("lighthouse.md")
     assert response.metadata["prompt_tokens"] < engine.llm.context_window
 
-    tokens, streamed = engine.stream(QUESTION)
+    tokens, streamed = engine.stream(LIGHTHOUSE_QUESTION)
     pieces = list(tokens)
     assert len(pieces) > 3
     assert streamed.response == "".join(pieces).strip()
@@ -95,72 +79,64 @@ def test_engine_answers_and_streams_through_the_endpoint(endpoint: str, index_di
 
 
 def test_cli_ask_through_the_endpoint(endpoint: str, index_dir: Path) -> None:
-    result = run_cli("ask", QUESTION, "--index", str(index_dir), "--llm", f"openai:{endpoint}")
+    result = run_cli(
+        "ask", LIGHTHOUSE_QUESTION, "--index", str(index_dir), "--llm", f"openai:{endpoint}"
+    )
     assert result.returncode == 0, result.stderr
     answer, _, sources = result.stdout.partition("Sources")
     assert "green" in answer.lower()
     assert "lighthouse.md" in sources
 
 
-# -- broken endpoints: a small real HTTP server of the tests ------------------------------
+# -- broken endpoints: the tests' scriptable server ---------------------------------------
 
 
-class Broken(BaseHTTPRequestHandler):
-    """``/MODE/v1/chat/completions`` answers the way MODE says; other routes are 404."""
-
-    calls: dict[str, int] = {}
-
-    def do_POST(self) -> None:  # noqa: N802
-        self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        mode, _, route = self.path.strip("/").partition("/")
-        if route != "v1/chat/completions":
-            return self._send(404, "application/json", b'{"error": "not found"}')
-        Broken.calls[mode] = Broken.calls.get(mode, 0) + 1
-        if mode == "hang":
-            time.sleep(3)
-            return self._send(200, "application/json", _completion("late"))
-        if mode == "fail":
-            body = b'{"error": {"message": "the model crashed", "code": 500}}'
-            return self._send(500, "application/json", body)
-        if mode == "garbage":
-            return self._send(200, "application/json", b'{"choices": [{"mess')
-        if mode == "badsse":
-            return self._send(200, "text/event-stream", b'data: {"choices": [{"del\n\n')
-        if mode == "nochoices":
-            return self._send(200, "application/json", b'{"choices": []}')
-        if mode == "busy":  # 503 twice, then an answer
-            if Broken.calls[mode] <= 2:
-                return self._send(503, "application/json", b'{"error": "loading"}', retry=True)
-            return self._send(200, "application/json", _completion("ready now"))
-        self._send(404, "application/json", b"{}")
-
-    def _send(self, status: int, content_type: str, body: bytes, retry: bool = False) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        if retry:
-            self.send_header("Retry-After", "0")
-        self.end_headers()
-        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-            self.wfile.write(body)  # unless the client gave up waiting, as it should
-
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
-        pass
+def _json(
+    status: int, body: bytes, content_type: str = "application/json", **headers: str
+) -> Reply:
+    return Reply(status, body, headers=headers, content_type=content_type)
 
 
 def _completion(text: str) -> bytes:
     return json.dumps({"choices": [{"message": {"role": "assistant", "content": text}}]}).encode()
 
 
+def _late(request: Request) -> Reply:
+    time.sleep(3)
+    return _json(200, _completion("late"))
+
+
 @pytest.fixture(scope="module")
-def broken_url() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Broken)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+def broken_site() -> Iterator[Site]:
+    """``/MODE/v1/chat/completions`` answers the way MODE says; other routes are 404."""
+    with serve(Site()) as site:
+
+        def busy_twice(request: Request) -> Reply:
+            if len(site.requests_for(request.path)) <= 2:
+                return _json(503, b'{"error": "loading"}', **{"Retry-After": "0"})
+            return _json(200, _completion("ready now"))
+
+        modes: dict[str, Reply | Callable[[Request], Reply]] = {
+            "hang": _late,
+            # Retry-After 0: a 500 is retried, and these tests need not wait for the backoff.
+            "fail": _json(
+                500,
+                b'{"error": {"message": "the model crashed", "code": 500}}',
+                **{"Retry-After": "0"},
+            ),
+            "garbage": _json(200, b'{"choices": [{"mess'),
+            "badsse": _json(200, b'data: {"choices": [{"del\n\n', "text/event-stream"),
+            "nochoices": _json(200, b'{"choices": []}'),
+            "busy": busy_twice,
+        }
+        for mode, reply in modes.items():
+            site.routes[f"/{mode}/v1/chat/completions"] = reply
+        yield site
+
+
+@pytest.fixture(scope="module")
+def broken_url(broken_site: Site) -> str:
+    return broken_site.base
 
 
 def _broken(broken_url: str, mode: str, **options: str) -> str:
@@ -192,20 +168,23 @@ def test_malformed_event_stream_is_an_llm_error(broken_url: str) -> None:
         list(llm.stream_chat(MESSAGES))
 
 
-def test_503_is_retried_and_tokens_are_estimated(broken_url: str) -> None:
+def test_503_is_retried_and_tokens_are_estimated(broken_url: str, broken_site: Site) -> None:
     llm = load_llm(_broken(broken_url, "busy"))
     assert llm.chat(MESSAGES) == "ready now"
-    assert Broken.calls["busy"] == 3
+    assert len(broken_site.requests_for("/busy/v1/chat/completions")) == 3
     assert llm.count_tokens("abcdefg") == 3  # no /tokenize here: one token per 3 bytes, rounded up
 
 
-def test_api_key_is_sent_but_never_shown(broken_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_api_key_is_sent_but_never_shown(
+    broken_url: str, broken_site: Site, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("RAGTUNE_LLM_API_KEY", "sk-secret-123")
     llm = load_llm(_broken(broken_url, "fail"))
-    assert llm._headers()["Authorization"] == "Bearer sk-secret-123"  # type: ignore[attr-defined]
     with pytest.raises(LLMError) as caught:
         llm.chat(MESSAGES)
     assert "sk-secret" not in str(caught.value) + repr(llm) + str(vars(llm))
+    sent = broken_site.requests_for("/fail/v1/chat/completions")[-1]
+    assert sent.headers["authorization"] == "Bearer sk-secret-123"
 
 
 # -- every bad input through `ragtune ask`: one line, non-zero exit ----------------------
@@ -221,7 +200,7 @@ def test_cli_endpoint_failures_are_one_line(
         (_broken(broken_url, "garbage"), ["not valid JSON"]),
     ]
     for spec, fragments in cases:
-        result = run_cli("ask", QUESTION, "--index", str(index_dir), "--llm", spec)
+        result = run_cli("ask", LIGHTHOUSE_QUESTION, "--index", str(index_dir), "--llm", spec)
         assert_one_line_error(result, *fragments)
 
 
@@ -239,7 +218,7 @@ def test_cli_bad_specs_and_model_files_are_one_line(tmp_path: Path, index_dir: P
         (f"gguf:{truncated}", ["cannot load"]),
     ]
     for spec, fragments in cases:
-        result = run_cli("ask", QUESTION, "--index", str(index_dir), "--llm", spec)
+        result = run_cli("ask", LIGHTHOUSE_QUESTION, "--index", str(index_dir), "--llm", spec)
         assert_one_line_error(result, *fragments)
 
 

@@ -1,7 +1,9 @@
 """End-to-end answering with the bundled SmolLM2 through llama.cpp."""
 
+from pathlib import Path
+
 import pytest
-from tests.conftest import POTION_PATH
+from tests.helpers import POTION_PATH
 
 from ragtune import Document, NodeWithScore, TextNode, VectorStoreIndex
 from ragtune.errors import InvalidQueryError, ModelNotFoundError
@@ -58,6 +60,18 @@ def test_prompt_never_overflows_the_window(llm) -> None:
 def test_empty_question_is_refused_before_any_work(shop_index: VectorStoreIndex) -> None:
     with pytest.raises(InvalidQueryError, match="empty"):
         shop_index.as_query_engine().query("  ")
+
+
+def test_the_question_is_checked_when_retrieval_searches_a_rewrite(
+    shop_index: VectorStoreIndex, tmp_path: Path
+) -> None:
+    # A chat retrieves with a rewrite of the question; the model would still be
+    # asked the question itself, so it is checked too, before the model is loaded.
+    engine = shop_index.as_query_engine(llm=str(tmp_path / "never-loaded.gguf"))
+    with pytest.raises(InvalidQueryError, match="the question is empty"):
+        engine.query("  ", retrieval_query="dark energy potion flavor")
+    with pytest.raises(InvalidQueryError, match="the question is 4001 characters"):
+        engine.stream("x" * 4001, retrieval_query="dark energy potion flavor")
 
 
 def test_missing_and_corrupt_model_files(tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -1,5 +1,5 @@
 import pytest
-from tests.conftest import POTION_PATH
+from tests.helpers import POTION_PATH
 
 from ragtune import WebReader
 from ragtune.errors import FetchError, UnsupportedContentError

@@ -1,6 +1,6 @@
 """The guide's reference example, exactly as a user would type it, against the demo shop."""
 
-from tests.conftest import POTION_PATH
+from tests.helpers import POTION_PATH
 
 
 def test_reference_snippet(shop_url: str, tmp_path, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]

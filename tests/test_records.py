@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from ragtune.errors import DatasetError
-from ragtune.train import records as records_module
-from ragtune.train.records import (
+from ragtune.train.data import records as records_module
+from ragtune.train.data.records import (
     FORMATS,
     ChatRecord,
     Message,

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import re
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.conftest import assert_one_line_error, run_cli
+from tests.helpers import assert_one_line_error, needs_chromium, run_cli
 from tests.webserver import Reply, Site, serve
 
 from ragtune import WebReader
@@ -27,11 +26,6 @@ STATIC_PAGE = (
     b"<html><body><article><h1>Static</h1><p>"
     + b"A long static page about the lighthouse keeper and his lamp. " * 10
     + b"</p></article><script>console.log('analytics')</script></body></html>"
-)
-
-needs_chromium = pytest.mark.skipif(
-    not (shutil.which("chromium") or shutil.which("chromium-browser")),
-    reason="Chromium is not installed (make setup installs it as root)",
 )
 
 
@@ -85,7 +79,7 @@ def test_cli_render_modes(site: Site, tmp_path: Path) -> None:
         run_cli(
             "ingest", site.base + "/app", "--render", "sometimes", "--index", str(tmp_path / "x")
         ),
-        "unknown render mode",
+        "'never', 'auto', 'always'",
     )
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import docx
 import pytest
-from tests.conftest import assert_one_line_error, run_cli
+from tests.helpers import assert_one_line_error, run_cli
 from tests.pdfmaker import make_pdf
 from tests.webserver import Reply, Site, serve
 

@@ -9,7 +9,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from tests.conftest import assert_one_line_error, run_cli
+from tests.helpers import assert_one_line_error, run_cli
 from tests.postgres_server import PostgresServer
 
 from ragtune.index.manifest import MANIFEST

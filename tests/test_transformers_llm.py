@@ -15,8 +15,12 @@ import warnings
 from pathlib import Path
 
 import pytest
-from tests.conftest import assert_one_line_error, run_cli
-from tests.test_llm_backends import QUESTION, ingest_docs
+from tests.helpers import (
+    LIGHTHOUSE_QUESTION,
+    assert_one_line_error,
+    ingest_lighthouse_docs,
+    run_cli,
+)
 from tests.tiny_models import make_tiny_llama, smollm2_tokenizer
 
 from ragtune import VectorStoreIndex
@@ -63,7 +67,7 @@ def adapter_dir(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
 
 @pytest.fixture(scope="module")
 def index_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return ingest_docs(tmp_path_factory.mktemp("hf-index"))
+    return ingest_lighthouse_docs(tmp_path_factory.mktemp("hf-index"))
 
 
 def test_tiny_model_counts_answers_and_streams(model_dir: Path, index_dir: Path) -> None:
@@ -77,10 +81,10 @@ def test_tiny_model_counts_answers_and_streams(model_dir: Path, index_dir: Path)
     assert load_llm(f"hf:{model_dir}#context=512").context_window == 512
 
     engine = VectorStoreIndex.load(index_dir).as_query_engine(llm=llm, answer_tokens=16)
-    response = engine.query(QUESTION)
+    response = engine.query(LIGHTHOUSE_QUESTION)
     assert response.response
     assert response.metadata["prompt_tokens"] + 16 <= llm.context_window
-    tokens, streamed = engine.stream(QUESTION)
+    tokens, streamed = engine.stream(LIGHTHOUSE_QUESTION)
     pieces = list(tokens)
     assert len(pieces) > 1
     assert streamed.response == "".join(pieces).strip()
@@ -101,11 +105,13 @@ def test_adapter_loads_and_changes_the_answer(
     assert answer and answer != base.chat(MESSAGES, max_tokens=12)
     assert "".join(adapted.stream_chat(MESSAGES, max_tokens=12)).strip() == answer
     engine = VectorStoreIndex.load(index_dir).as_query_engine(llm=adapted, answer_tokens=16)
-    assert engine.query(QUESTION).metadata["model"] == adapted.name
+    assert engine.query(LIGHTHOUSE_QUESTION).metadata["model"] == adapted.name
 
 
 def test_cli_ask_streams_through_the_tiny_model(model_dir: Path, index_dir: Path) -> None:
-    result = run_cli("ask", QUESTION, "--index", str(index_dir), "--llm", f"hf:{model_dir}")
+    result = run_cli(
+        "ask", LIGHTHOUSE_QUESTION, "--index", str(index_dir), "--llm", f"hf:{model_dir}"
+    )
     assert result.returncode == 0, result.stderr
     answer, _, sources = result.stdout.partition("Sources")
     assert answer.strip()
@@ -135,7 +141,7 @@ def test_bad_model_directories_are_one_line(
         (f"hf:{empty}", ["has no config.json"]),
     ]
     for spec, fragments in cases:
-        result = run_cli("ask", QUESTION, "--index", str(index_dir), "--llm", spec)
+        result = run_cli("ask", LIGHTHOUSE_QUESTION, "--index", str(index_dir), "--llm", spec)
         assert_one_line_error(result, *fragments)
     python_cases = [
         (f"hf:{no_weights}", "cannot load the weights"),

@@ -43,7 +43,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--threads", type=int, default=0, help="torch.set_num_threads(N); 0: torch's default."
     )
-    parser.add_argument("--output-dir", default=None, help="Trainer's output_dir (nothing is saved).")
+    parser.add_argument(
+        "--output-dir", default=None, help="Trainer's output_dir (nothing is saved)."
+    )
     return parser.parse_args()
 
 
@@ -57,8 +59,12 @@ def alpaca_messages(record: dict[str, str]) -> list[dict[str, str]]:
 def tokenize(tokenizer, record: dict[str, str], max_length: int) -> dict[str, list[int]]:
     messages = alpaca_messages(record)
     full = tokenizer.apply_chat_template(messages, tokenize=False)
-    prompt = tokenizer.apply_chat_template(messages[:-1], tokenize=False, add_generation_prompt=True)
-    ids = tokenizer(full, add_special_tokens=False, truncation=True, max_length=max_length)["input_ids"]
+    prompt = tokenizer.apply_chat_template(
+        messages[:-1], tokenize=False, add_generation_prompt=True
+    )
+    ids = tokenizer(full, add_special_tokens=False, truncation=True, max_length=max_length)[
+        "input_ids"
+    ]
     prompt_length = len(tokenizer(prompt, add_special_tokens=False)["input_ids"])
     labels = [-100] * min(prompt_length, len(ids)) + ids[prompt_length:]
     return {"input_ids": ids, "attention_mask": [1] * len(ids), "labels": labels}

@@ -8,16 +8,18 @@ print(index.as_query_engine().query("What is the flavor of the dark energy potio
 
 import logging
 
+# The query layer sits above the index and hands VectorStoreIndex the engine that
+# as_query_engine builds; importing any part of ragtune runs this first.
+import ragtune.query  # noqa: F401
+from ragtune.documents import Citation, Document, NodeWithScore, Response, TextNode
+from ragtune.errors import RagtuneError
+from ragtune.extract import ExtractedPage, extract_html
+from ragtune.index import VectorStoreIndex
 from ragtune.version import __version__
+from ragtune.web import WebReader
 
 # A library logs; the application decides where logs go (the CLI reports skips itself).
 logging.getLogger(__name__).addHandler(logging.NullHandler())
-
-from ragtune.documents import Citation, Document, NodeWithScore, Response, TextNode  # noqa: E402
-from ragtune.errors import RagtuneError  # noqa: E402
-from ragtune.extract import ExtractedPage, extract_html  # noqa: E402
-from ragtune.index import VectorStoreIndex  # noqa: E402
-from ragtune.web import WebReader  # noqa: E402
 
 __all__ = [
     "Citation",

@@ -1,8 +1,30 @@
-"""The exceptions ragtune raises. Every one carries a one-line, user-facing message."""
+"""The exceptions ragtune raises. Every one carries a one-line, user-facing message.
+
+Every public exception is defined here, under :class:`RagtuneError`, so a caller
+catches one family and the CLI prints any of them the same way. Code decides on
+an error's type and attributes (``FetchError.kind`` and ``status``), never on
+its message, which may be reworded at any time.
+"""
 
 from __future__ import annotations
 
 import errno
+from typing import Literal
+
+from ragtune.url_options import redact
+
+FetchErrorKind = Literal[
+    "invalid_url",  # not a URL ragtune fetches: scheme, host, length, credentials
+    "http_status",  # the server answered with an error status (``status`` says which)
+    "timeout",  # no complete response in time
+    "connection",  # refused, reset or dropped connection, unknown host, other transport failure
+    "redirect",  # a redirect to something that is no valid http(s) URL, or too many of them
+    "redirect_refused",  # a redirect the caller would not follow (out of scope, robots.txt)
+    "too_large",  # the body is over the byte cap (or a sitemap was cut there)
+    "unsupported_content",  # a content type ragtune does not read
+    "undecodable",  # the body's content encoding is broken
+    "robots",  # robots.txt keeps the crawl away: disallowed, or the host too slow
+]
 
 
 class RagtuneError(Exception):
@@ -10,22 +32,39 @@ class RagtuneError(Exception):
 
 
 class FetchError(RagtuneError):
-    """A URL could not be fetched: unreachable host, HTTP error, timeout. ``status`` is
-    the HTTP status when the server answered with an error."""
+    """A URL could not be fetched. ``kind`` says how it failed; ``status`` is the HTTP
+    status when the server answered with an error (``kind == "http_status"``), even
+    after retries."""
 
-    def __init__(self, url: str, reason: str, *, status: int | None = None) -> None:
+    def __init__(
+        self, url: str, reason: str, *, kind: FetchErrorKind, status: int | None = None
+    ) -> None:
         super().__init__(f"{url}: {reason}")
         self.url = url
         self.reason = reason
+        self.kind: FetchErrorKind = kind
         self.status = status
 
 
 class ResponseTimeout(FetchError):
     """The server did not send a whole response in time (after any retries)."""
 
+    def __init__(self, url: str, reason: str) -> None:
+        super().__init__(url, reason, kind="timeout")
+
 
 class UnsupportedContentError(FetchError):
     """The response is not a kind of document ragtune can read."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        super().__init__(url, reason, kind="unsupported_content")
+
+
+class RedirectRefused(FetchError):
+    """A redirect that the fetch's ``check_redirect`` would not follow."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        super().__init__(url, reason, kind="redirect_refused")
 
 
 class ExtractionError(RagtuneError):
@@ -52,8 +91,60 @@ class LLMError(RagtuneError):
     """The language model failed to produce an answer."""
 
 
+class LLMConfigError(LLMError):
+    """An LLM spec or argument is malformed."""
+
+
+class LLMEndpointError(LLMError):
+    """An OpenAI-compatible LLM endpoint failed; the message names it and says how, on
+    one line. ``status`` is the HTTP status when it answered with an error."""
+
+    def __init__(self, url: str, reason: str, status: int | None = None) -> None:
+        super().__init__(redact(f"LLM endpoint {url}: {reason}"))
+        self.url = redact(url)
+        self.reason = redact(reason)
+        self.status = status
+
+
+class EmbedderConfigError(RagtuneError):
+    """An embedder spec, backend name or option is not usable."""
+
+
+class EmbeddingServiceError(RagtuneError):
+    """The embeddings endpoint failed; the message names it and says how, on one line."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        super().__init__(redact(f"embedding endpoint {url}: {reason}"))
+        self.url = redact(url)
+        self.reason = redact(reason)
+
+
+class EmbeddingConnectionError(EmbeddingServiceError):
+    """Nothing answers at the address (refused, unknown host, reset)."""
+
+
+class EmbeddingTimeoutError(EmbeddingServiceError):
+    """The endpoint did not answer in time."""
+
+
+class EmbeddingHTTPError(EmbeddingServiceError):
+    """The endpoint answered with an HTTP error status."""
+
+    def __init__(self, url: str, status: int, reason: str) -> None:
+        super().__init__(url, reason)
+        self.status = status
+
+
+class EmbeddingResponseError(EmbeddingServiceError):
+    """The answer is not what the protocol promises: malformed JSON, wrong count or dimensions."""
+
+
 class StoreConnectionError(RagtuneError):
     """The index's store (a PostgreSQL server) cannot be reached or used."""
+
+
+class QAFormatError(RagtuneError):
+    """A question-answer file is not SQuAD v1.1 JSON."""
 
 
 class DatasetError(RagtuneError):

@@ -1,9 +1,13 @@
 """Ingest: sources (URLs, files, folders) into an index, with a report of every URL.
 
-The index is written once, after everything was read, in one commit (and one
-more that drops the pages a shorter PDF no longer has): a failure anywhere
-before that leaves it exactly as it was. After a successful ingest the sources
-and their settings are recorded in ``sources.json``, for ``ragtune sync``.
+An existing index is opened once, before anything is read: what it holds tells
+the crawler which pages to ask for conditionally. The index is written after
+everything was read, in commits of about ``commit_every`` chunks, a document's
+chunks always together (and one more commit drops the pages a shorter PDF no
+longer has): a failure before the first commit leaves it exactly as it was, a
+later one keeps the commits made, and the rerun skips what they hold. After a
+successful ingest the sources and their settings are recorded in
+``sources.json``, for ``ragtune sync``.
 """
 
 from __future__ import annotations
@@ -15,18 +19,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from ragtune.atomic import write_json_atomic
 from ragtune.documents import OUTLINKS, Document
 from ragtune.errors import InvalidIndexError, RagtuneError
 from ragtune.extract.files import FileResult, Skipped, file_documents, read_folder
 from ragtune.index.embedding import TextEmbedder, make_embedder
 from ragtune.index.lock import write_lock
-from ragtune.index.manifest import MANIFEST, read_json, write_json_atomic
+from ragtune.index.manifest import MANIFEST, read_json
+from ragtune.index.stores.locate import probe_store
 from ragtune.index.vector_index import (
     COMMIT_CHUNKS,
     InsertStats,
     VectorStoreIndex,
     check_index_target,
-    probe_store,
 )
 from ragtune.web.crawl import CrawlEvent, CrawlReport
 from ragtune.web.fetch import Validators
@@ -89,6 +94,11 @@ def ingest(
     if settings.store and not (index_dir / MANIFEST).exists():
         probe_store(settings.store)
     embedder = new_index_embedder(index_dir, settings)
+    existing = (
+        VectorStoreIndex.load(index_dir, store=settings.store)
+        if (index_dir / MANIFEST).exists()
+        else None
+    )
     urls = [s for s in sources if "://" in s]
     paths = [Path(s) for s in sources if "://" not in s]
     events: list[CrawlEvent] = []
@@ -99,7 +109,8 @@ def ingest(
             on_event(event)
 
     documents = read_paths(paths, settings, record)
-    documents += read_urls(urls, settings, record, known_validators(index_dir))
+    known = validators_of(existing.store.document_metadata()) if existing and urls else {}
+    documents += read_urls(urls, settings, record, known)
 
     # What the user named must work; a broken link found while crawling is only reported.
     named = {_event_url(source) for source in sources}
@@ -118,18 +129,7 @@ def ingest(
 
     # Writers take turns: the index, sources.json and the report change together.
     with write_lock(index_dir):
-        index = (
-            VectorStoreIndex.from_documents(
-                documents,
-                persist_dir=index_dir,
-                progress=on_embed,
-                store=settings.store,
-                commit_every=settings.commit_every,
-                embed_model=embedder,
-            )
-            if documents
-            else VectorStoreIndex.load(index_dir, store=settings.store)
-        )
+        index = _write_documents(existing, documents, index_dir, settings, embedder, on_embed)
         index.delete_documents(stale_document_ids(index, documents))
         skipped = {e.url for e in failed_named}  # with --skip-failures: not worth revisiting
         record_sources(index_dir, [s for s in sources if _event_url(s) not in skipped], settings)
@@ -139,6 +139,31 @@ def ingest(
         }
         write_json_atomic(index_dir / REPORT_FILE, report)
     return IngestResult(len(documents), report, index.stats(), index.last_insert)
+
+
+def _write_documents(
+    existing: VectorStoreIndex | None,
+    documents: list[Document],
+    index_dir: Path,
+    settings: IngestSettings,
+    embedder: TextEmbedder | None,
+    on_embed: EmbedHook | None,
+) -> VectorStoreIndex:
+    """Add ``documents`` to the index opened before reading (``existing``), or to a
+    new one; the caller holds the write lock."""
+    if existing is None:
+        # Another writer may have created the index since: from_documents then adds to it.
+        return VectorStoreIndex.from_documents(
+            documents,
+            persist_dir=index_dir,
+            progress=on_embed,
+            store=settings.store,
+            commit_every=settings.commit_every,
+            embed_model=embedder,
+        )
+    if documents:
+        existing.insert_documents(documents, progress=on_embed, commit_every=settings.commit_every)
+    return existing
 
 
 def read_urls(
@@ -197,13 +222,6 @@ def read_paths(paths: list[Path], settings: IngestSettings, record: EventHook) -
 def _file_url(path: Path | str) -> str:
     # Not Path.resolve(): on Python 3.11 it raises RuntimeError for a cycle of links.
     return Path(os.path.realpath(path)).as_uri()
-
-
-def known_validators(index_dir: Path) -> dict[str, Validators]:
-    """ETag / Last-Modified of every page already in the index, for conditional GETs."""
-    if not (index_dir / MANIFEST).exists():
-        return {}
-    return validators_of(VectorStoreIndex.load(index_dir).store.document_metadata())
 
 
 def validators_of(metadata: dict[str, dict[str, Any]]) -> dict[str, Validators]:

@@ -1,7 +1,10 @@
 """What a question must be before anything searches for it or answers it.
 
-Shared by retrieval (``index``) and answering (``query``), which must not import
-each other both ways.
+Each text is checked once, where it enters: the retriever
+(``ragtune.index.ranking``) checks what it searches for, and the query engine
+checks the question it asks the model only when retrieval searched for another
+text (a chat's rewrite). It lives apart from both because the index layer may
+not import the query layer.
 """
 
 from __future__ import annotations

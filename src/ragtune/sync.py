@@ -33,7 +33,7 @@ from urllib.parse import urlsplit
 from urllib.request import url2pathname
 
 from ragtune.documents import Document, content_hash
-from ragtune.errors import FetchError, RagtuneError, UnsupportedContentError
+from ragtune.errors import FetchError, RagtuneError
 from ragtune.index.lock import write_lock
 from ragtune.index.vector_index import VectorStoreIndex
 from ragtune.ingest import (
@@ -55,6 +55,9 @@ from ragtune.web.urls import UrlScope
 
 Action = Literal["unchanged", "changed", "added", "removed", "failed", "skipped"]
 ACTIONS: tuple[Action, ...] = ("unchanged", "changed", "added", "removed", "failed", "skipped")
+# Not Found and Gone: the server says the page no longer exists. Anything else (403,
+# 5xx, a timeout) may pass, and must never empty an index.
+VANISHED_STATUSES = frozenset({404, 410})
 # When one URL was reached twice (by two recorded sources), the most informative result wins.
 _PRIORITY = {"fetched": 3, "unchanged": 2, "skipped": 1, "failed": 0}
 
@@ -290,15 +293,16 @@ class _Reading:
 
 
 def _vanished(event: CrawlEvent) -> bool:
-    """Whether a failure means the page is gone for good (404, 410, a deleted file)."""
+    """Whether a failure means the page is gone for good: the server answered 404 or 410
+    (decided by the error's kind and status, never by its wording), or the file is gone."""
     path = _file_path(event.url)
     if path is not None:
         return not path.exists()
     error = event.error
     return (
         isinstance(error, FetchError)
-        and not isinstance(error, UnsupportedContentError)
-        and error.status in (404, 410)
+        and error.kind == "http_status"
+        and error.status in VANISHED_STATUSES
     )
 
 

@@ -1,5 +1,9 @@
-"""Options given as query parameters of an endpoint URL (``...?model=NAME&timeout=30``),
-and the one rule for keeping secrets out of what ragtune shows and stores.
+"""Model specs (``scheme:target`` with ``#name=value`` or ``?name=value`` options), options
+given as query parameters of an endpoint URL (``...?model=NAME&timeout=30``), and the
+one rule for keeping secrets out of what ragtune shows and stores.
+
+:func:`parse_spec` is how every ``--llm`` and ``--embed-model`` spec is read: the
+factories look its scheme up in their table; the backend reads its options.
 
 :func:`redact` is applied to every URL, DSN or third-party message before it is
 printed, raised or written to disk (the manifest, reports, error messages).
@@ -9,9 +13,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Collection
+from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import parse_qsl, unquote_plus, urlencode, urlsplit, urlunsplit
 
 MASK = "***"
+_SPEC_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+):")  # two letters at least: not C:\\
 # A parameter or DSN keyword whose name ends in one of these words (after
 # lower-casing and turning - into _) holds a secret: password=, sslpassword=,
 # api_key=, api-key=, x-api-key=, key=, access_token=, client_secret=,
@@ -35,6 +42,39 @@ _HEADER = re.compile(
     r"|(?:x-)?api-key\s*:\s*|bearer\s+))[\w.~+/=-]+",
     re.IGNORECASE,
 )
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A model spec: ``scheme:target``, or a path (the scheme is then empty)."""
+
+    text: str  # the whole spec, stripped of surrounding blanks
+    scheme: str  # lower-cased
+    target: str  # what follows ``scheme:``; the whole text for a path
+
+
+def parse_spec(spec: str | Path) -> ModelSpec:
+    """``spec`` split into its scheme and target. A ``Path`` is a path whatever it
+    holds, and so is a one-letter prefix (a Windows drive, ``C:\\``)."""
+    text = str(spec).strip()
+    match = None if isinstance(spec, Path) else _SPEC_SCHEME.match(text)
+    if match is None:
+        return ModelSpec(text=text, scheme="", target=text)
+    return ModelSpec(text=text, scheme=match.group(1).lower(), target=text[match.end() :])
+
+
+def split_fragment_options(target: str, names: Collection[str]) -> tuple[str, dict[str, str]]:
+    """``target`` before its ``#``, and the ``name=value`` options joined by ``&`` after
+    it. Raises ValueError naming the first option that is not one of ``names`` with a
+    value, or that is given twice."""
+    where, _, fragment = target.partition("#")
+    options: dict[str, str] = {}
+    for item in filter(None, fragment.split("&")):
+        key, sep, value = item.partition("=")
+        if not sep or not value or key not in names or key in options:
+            raise ValueError(item)
+        options[key] = value
+    return where, options
 
 
 def split_url_options(url: str, names: Collection[str]) -> tuple[str, dict[str, str]]:

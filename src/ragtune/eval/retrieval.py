@@ -13,7 +13,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
 from ragtune.eval.squad import Question
-from ragtune.index.vector_index import RetrievalMode, VectorStoreIndex
+from ragtune.index.ranking import RetrievalMode
+from ragtune.index.vector_index import VectorStoreIndex
 
 DEFAULT_KS = (1, 5, 10)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ragtune.documents import Document
-from ragtune.errors import RagtuneError
+from ragtune.errors import QAFormatError
 
 MAX_QA_BYTES = 200 * 1024 * 1024
 
@@ -20,10 +20,6 @@ class Question:
     answers: tuple[str, ...]
     context: str
     title: str
-
-
-class QAFormatError(RagtuneError):
-    """The QA file is not SQuAD v1.1 JSON."""
 
 
 def load_squad(path: Path) -> list[Question]:

@@ -2,36 +2,42 @@
 
 A folder is walked without leaving it: a symbolic link that resolves outside is
 reported and skipped unless links are followed, and a link cycle is walked once.
-Every file is read whole, so each is capped: its bytes, and for a ZIP-based
-format (DOCX) what it unpacks to, before a parser sees it.
+Every file is read whole, so each is capped: its bytes here, and what a ZIP-based
+format (DOCX) unpacks to in ``word.py``, before a parser sees it. The bytes become
+Documents in ``documents.py``, as a fetched page's do.
 """
 
 from __future__ import annotations
 
 import fnmatch
-import io
 import os
 import stat
-import zipfile
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Literal
 
-from ragtune.documents import Document, content_hash
-from ragtune.errors import ExtractionError, RagtuneError, one_line
-from ragtune.extract.html import extract_html
-from ragtune.extract.pdf import pdf_pages
-from ragtune.extract.text import check_json, decode_text
+from ragtune.documents import Document
+from ragtune.errors import ExtractionError, RagtuneError
+from ragtune.extract.documents import Origin, content_documents, main_content, named
+from ragtune.extract.html import ExtractedPage
 
-HTML_SUFFIXES = frozenset({".html", ".htm", ".xhtml"})
-TEXT_SUFFIXES = frozenset({".md", ".markdown", ".txt", ".rst"})
-READABLE_SUFFIXES = HTML_SUFFIXES | TEXT_SUFFIXES | {".pdf", ".json", ".docx"}
+# The media type each readable suffix is read as, and named in a Document's metadata.
+SUFFIX_TYPES = {
+    ".html": "text/html",
+    ".htm": "text/html",
+    ".xhtml": "text/html",
+    ".md": "text/markdown",
+    ".markdown": "text/markdown",
+    ".txt": "text/markdown",
+    ".rst": "text/markdown",
+    ".pdf": "application/pdf",
+    ".json": "application/json",
+    ".docx": "application/docx",
+}
+READABLE_SUFFIXES = frozenset(SUFFIX_TYPES)
 MAX_FILE_BYTES = 50 * 1024 * 1024
-# What a ZIP-based file may unpack to: python-docx holds every part in memory and
-# parses the XML ones, about twice the unpacked size in all.
-MAX_UNPACKED_BYTES = 128 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -42,62 +48,51 @@ class Skipped:
 
 
 FileResult = list[Document] | RagtuneError | Skipped
-T = TypeVar("T")
 
 
 def file_documents(path: Path) -> list[Document]:
     """One Document for a file, or one per page of a PDF. Errors name the file as given."""
+    media_type = _media_type(path)
+    return named(str(path), lambda: content_documents(*_file_content(path, media_type)))
+
+
+def file_main_content(path: Path) -> ExtractedPage:
+    """A file's main content as one page (``ragtune extract``). Errors name the file."""
+    media_type = _media_type(path)
+    return named(str(path), lambda: main_content(*_file_content(path, media_type)))
+
+
+def _media_type(path: Path) -> str:
+    """The media type a file is read as, from its suffix; a one-line error for a file
+    that is missing, a folder, or of a type not read."""
     suffix = path.suffix.lower()
-    if suffix not in READABLE_SUFFIXES:
-        if not path.exists():
-            raise RagtuneError(f"{path}: no such file (give a file path or an http(s) URL)")
-        if path.is_dir():
-            raise RagtuneError(f"{path}: a folder, not a file")
-        raise RagtuneError(
-            f"{path}: unsupported file type {suffix or '(none)'}; "
-            "expected HTML, Markdown, text, JSON, PDF or DOCX"
-        )
-    return named(str(path), lambda: _documents(path, suffix))
+    if suffix in SUFFIX_TYPES:
+        return SUFFIX_TYPES[suffix]
+    if not path.exists():
+        raise RagtuneError(f"{path}: no such file (give a file path or an http(s) URL)")
+    if path.is_dir():
+        raise RagtuneError(f"{path}: a folder, not a file")
+    raise RagtuneError(
+        f"{path}: unsupported file type {suffix or '(none)'}; "
+        "expected HTML, Markdown, text, JSON, PDF or DOCX"
+    )
 
 
-def _documents(path: Path, suffix: str) -> list[Document]:
+def _file_content(path: Path, media_type: str) -> tuple[bytes, str, Origin, str]:
+    """The file's bytes, media type and origin, and the character set its text is read in."""
     data, modified = _read(path)
     uri = path.resolve().as_uri()
-    base: dict[str, object] = {
-        "url": uri,
-        "path": display_path(path.resolve()),
-        "title": display_path(path.stem),
-        "modified_at": datetime.fromtimestamp(modified, UTC).isoformat(timespec="seconds"),
-    }
-    if suffix in HTML_SUFFIXES:
-        page = extract_html(data, url=uri)
-        return [
-            make_document(page.markdown, {**base, **page.metadata, "content_type": "text/html"})
-        ]
-    if suffix == ".pdf":
-        return [
-            make_document(
-                text,
-                {**base, "page": number, "content_type": "application/pdf"},
-                f"{uri}#page={number}",
-            )
-            for number, text in pdf_pages(data)
-        ]
-    if suffix == ".docx":
-        return [make_document(docx_text(data), {**base, "content_type": "application/docx"})]
-    text = decode_text(data, "utf-8").strip()
-    if suffix == ".json":
-        text = check_json(text)
-    if not text:
-        raise ExtractionError("the file is empty")
-    kind = "application/json" if suffix == ".json" else "text/markdown"
-    return [make_document(text, {**base, "content_type": kind})]
-
-
-def read_file(path: Path) -> bytes:
-    """The bytes of a regular file of at most MAX_FILE_BYTES; raises ExtractionError
-    (without the path) for anything else."""
-    return _read(path)[0]
+    origin = Origin(
+        url=uri,
+        base_url=uri,
+        title=display_path(path.stem),
+        metadata={
+            "url": uri,
+            "path": display_path(path.resolve()),
+            "modified_at": datetime.fromtimestamp(modified, UTC).isoformat(timespec="seconds"),
+        },
+    )
+    return data, media_type, origin, "utf-8"
 
 
 def _read(path: Path) -> tuple[bytes, float]:
@@ -129,41 +124,6 @@ def _read(path: Path) -> tuple[bytes, float]:
 
 def _too_large(size: int, limit: int) -> str:
     return f"too large ({size:,} bytes; the limit is {limit:,})"
-
-
-def docx_text(data: bytes) -> str:
-    """The paragraphs of a DOCX file, once its parts are known to fit in memory."""
-    try:
-        import docx
-    except ImportError:
-        raise ExtractionError(
-            "reading DOCX needs the docx extra (pip install 'ragtune[docx]')"
-        ) from None
-    check_unpacked_size(data, "DOCX")
-    try:
-        document = docx.Document(io.BytesIO(data))
-        paragraphs = [p.text for p in document.paragraphs if p.text.strip()]
-    except Exception as error:  # python-docx raises a variety of zip and XML errors
-        raise ExtractionError(f"unreadable DOCX ({type(error).__name__})") from None
-    if not paragraphs:
-        raise ExtractionError("the document is empty")
-    return "\n\n".join(paragraphs)
-
-
-def check_unpacked_size(data: bytes, kind: str) -> None:
-    """Refuse a ZIP-based ``kind`` of file whose members unpack to more than
-    MAX_UNPACKED_BYTES in all. The declared sizes are a true bound: zipfile stops a
-    member at its declared size (and fails its checksum), so a member that lies about
-    its size cannot grow past it."""
-    try:
-        with zipfile.ZipFile(io.BytesIO(data)) as archive:
-            unpacked = sum(member.file_size for member in archive.infolist())
-    except Exception as error:  # BadZipFile, or struct/value errors on a damaged directory
-        raise ExtractionError(f"unreadable {kind} ({one_line(error)})") from None
-    if unpacked > MAX_UNPACKED_BYTES:
-        raise ExtractionError(
-            f"too large (unpacks to {unpacked:,} bytes; the limit is {MAX_UNPACKED_BYTES:,})"
-        )
 
 
 def read_folder(
@@ -267,38 +227,6 @@ def _classify(path: Path, top: Path, follow_symlinks: bool) -> _Entry | Literal[
     if not stat.S_ISREG(info.st_mode):
         return Skipped("not a regular file (a pipe, socket or device)")
     return None
-
-
-def named(source: str, read: Callable[[], T]) -> T:
-    """``read()``, with the name of the document put once in front of an extraction error."""
-    try:
-        return read()
-    except ExtractionError as error:
-        raise ExtractionError(f"{source}: {error}") from None
-
-
-def make_document(text: str, metadata: dict[str, object], doc_key: str = "") -> Document:
-    """A Document with its content hash; ``doc_key`` gives each part of one source
-    (a PDF's pages) an id of its own. Text and metadata are made valid Unicode: one
-    lone surrogate would fail the tokenizer, and with it the whole ingest."""
-    text = valid_unicode(text)
-    for key, value in metadata.items():
-        if isinstance(value, str):
-            metadata[key] = valid_unicode(value)
-    metadata["content_hash"] = content_hash(text)
-    document = Document(text=text, metadata=metadata)
-    if doc_key:
-        document.id_ = content_hash(doc_key)[:32]
-    return document
-
-
-def valid_unicode(text: str) -> str:
-    """``text`` with each lone surrogate replaced by U+FFFD (valid text is returned as is)."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
-    return text
 
 
 def display_path(path: Path | str) -> str:

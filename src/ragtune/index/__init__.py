@@ -1,5 +1,6 @@
 """Chunk, embed, store and retrieve."""
 
-from ragtune.index.vector_index import VectorIndexRetriever, VectorStoreIndex
+from ragtune.index.ranking import VectorIndexRetriever
+from ragtune.index.vector_index import VectorStoreIndex
 
 __all__ = ["VectorIndexRetriever", "VectorStoreIndex"]

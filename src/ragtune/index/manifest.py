@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
-import secrets
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from ragtune.atomic import write_json_atomic
 from ragtune.errors import IndexNotFoundError, InvalidIndexError
 from ragtune.url_options import redact, without_userinfo
 
@@ -90,26 +89,6 @@ def read_json(path: Path) -> Any:
         raise ValueError("nested too deeply") from None
     except OSError as error:  # a folder or an unreadable file where the JSON should be
         raise ValueError(f"cannot be read: {error.strerror or error}") from None
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON so readers see the old file or the new one, never half of one.
-
-    The file is created with mode 0o666 less the umask, like every other file of
-    an index (``mkstemp`` would make it 0o600 whatever the umask says).
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, indent=2, ensure_ascii=False)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
 
 
 def _keepable(spec: str) -> str:

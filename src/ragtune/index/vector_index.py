@@ -1,42 +1,39 @@
-"""VectorStoreIndex: documents in, a persistent searchable index out (LlamaIndex's names)."""
+"""VectorStoreIndex: documents in, a persistent searchable index out (LlamaIndex's names).
+
+This module is the index's lifecycle: create, load, insert, delete, stats, close.
+Ranking is ``ragtune.index.ranking``; which store a ``store`` value names is
+``ragtune.index.stores.locate``.
+"""
 
 from __future__ import annotations
 
 import os
-import secrets
 import shutil
 import tempfile
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 from urllib.parse import urlsplit
 
 import numpy as np
 
-from ragtune.documents import OUTLINKS, Document, NodeWithScore, TextNode, content_hash
-from ragtune.errors import InvalidIndexError, InvalidQueryError, RagtuneError
+from ragtune.documents import OUTLINKS, Document, Response, content_hash
+from ragtune.errors import InvalidIndexError, RagtuneError
 from ragtune.index.chunking import ChunkingConfig, MarkdownChunker
 from ragtune.index.embedding import TextEmbedder, is_remote_spec, make_embedder
-from ragtune.index.filters import FiltersArgument, MetadataFilters, as_filters
+from ragtune.index.filters import FiltersArgument
 from ragtune.index.lock import LOCK_FILE, write_lock
 from ragtune.index.manifest import MANIFEST, Manifest
-from ragtune.index.mmr import DEFAULT_MMR_LAMBDA, mmr_select
-from ragtune.index.stores import EMBEDDED, ChunkStore, SearchHit, StoredChunk, open_store
-from ragtune.index.stores.postgres import check_table_name, is_postgres_url
-from ragtune.questions import validate_query
-from ragtune.url_options import redact
+from ragtune.index.mmr import DEFAULT_MMR_LAMBDA
+from ragtune.index.ranking import RetrievalMode, VectorIndexRetriever
+from ragtune.index.stores import EMBEDDED, ChunkStore, StoredChunk
+from ragtune.index.stores.locate import new_table_name, open_store, store_name
 
 if TYPE_CHECKING:
     from ragtune.llm.base import LLM
-    from ragtune.query.engine import RetrieverQueryEngine
 
-RetrievalMode = Literal["hybrid", "dense", "keyword"]
-RETRIEVAL_MODES: tuple[str, ...] = ("hybrid", "dense", "keyword")
-# Standard RRF constant; each ranking is read this many times deeper than top-k.
-RRF_K = 60
-FUSION_DEPTH = 4
 ProgressHook = Callable[[int, int], None]
 # Documents are committed in groups of about this many chunks: a killed ingest
 # keeps what it committed, and the rerun skips those documents.
@@ -54,8 +51,33 @@ class InsertStats:
     embedded: int = 0
 
 
+class QueryEngine(Protocol):
+    """What ``as_query_engine`` returns: ``ragtune.query.RetrieverQueryEngine``."""
+
+    def query(
+        self,
+        question: str,
+        *,
+        history: Sequence[tuple[str, str]] = (),
+        retrieval_query: str | None = None,
+    ) -> Response: ...
+
+    def stream(
+        self,
+        question: str,
+        *,
+        history: Sequence[tuple[str, str]] = (),
+        retrieval_query: str | None = None,
+    ) -> tuple[Iterator[str], Response]: ...
+
+
 class VectorStoreIndex:
     """A persistent index of document chunks and their embeddings."""
+
+    # Builds as_query_engine's engine: ragtune.query.engine sets its
+    # RetrieverQueryEngine here when imported (and the package root imports it).
+    # The query layer sits above this one and may import it, never the reverse.
+    query_engine_factory: ClassVar[Callable[..., QueryEngine] | None] = None
 
     def __init__(
         self,
@@ -125,9 +147,9 @@ class VectorStoreIndex:
         """
         directory = Path(persist_dir)
         manifest = Manifest.load(directory)
-        if store and _store_name(store) != manifest.store:
+        if store and store_name(store) != manifest.store:
             raise InvalidIndexError(
-                f"{directory} keeps its chunks in {manifest.store}, not {_store_name(store)}"
+                f"{directory} keeps its chunks in {manifest.store}, not {store_name(store)}"
             )
         if embed_model is None:
             # The embedder the index was built with, on the same backend, so
@@ -161,9 +183,9 @@ class VectorStoreIndex:
         overlap = ChunkingConfig.chunk_overlap if chunk_overlap is None else chunk_overlap
         if size < 16 or not 0 <= overlap < size:
             raise RagtuneError(f"invalid chunking: size {size}, overlap {overlap}")
-        store_name, table = _store_name(store or EMBEDDED), "chunks"
-        if store_name != EMBEDDED:
-            table = _table_name(store or "", directory)
+        name, table = store_name(store or EMBEDDED), "chunks"
+        if name != EMBEDDED:
+            table = new_table_name(store or "")
         manifest = Manifest(
             embedder_path=embedder.spec,
             embedder_backend=embedder.backend,
@@ -171,18 +193,18 @@ class VectorStoreIndex:
             dimensions=embedder.dimensions,
             chunk_size=size,
             chunk_overlap=overlap,
-            store=store_name,
+            store=name,
             table=table,
         )
         index = cls(directory, manifest, embedder, store_url=store)
-        if store_name != EMBEDDED:
+        if name != EMBEDDED:
             # A server that cannot be reached fails here, before anything is written.
             index.store.ensure_table()
         directory.mkdir(parents=True, exist_ok=True)
         # The manifest before the embedded table: an ingest killed between the two
         # leaves an index that opens (empty) and that the rerun completes.
         manifest.save(directory)
-        if store_name == EMBEDDED:
+        if name == EMBEDDED:
             index.store.ensure_table()
         return index
 
@@ -326,7 +348,16 @@ class VectorStoreIndex:
         mmr: bool = False,
         mmr_lambda: float = DEFAULT_MMR_LAMBDA,
     ) -> VectorIndexRetriever:
-        return VectorIndexRetriever(self, similarity_top_k, mode, filters, mmr, mmr_lambda)
+        return VectorIndexRetriever(
+            self.store,
+            self.embedder,
+            similarity_top_k,
+            mode,
+            filters,
+            mmr,
+            mmr_lambda,
+            metadata_keys=self.manifest.metadata_keys,
+        )
 
     def as_query_engine(
         self,
@@ -336,11 +367,13 @@ class VectorStoreIndex:
         filters: FiltersArgument = None,
         mmr: bool = False,
         **kwargs: Any,
-    ) -> RetrieverQueryEngine:
-        from ragtune.query.engine import RetrieverQueryEngine
-
-        retriever = self.as_retriever(similarity_top_k, mode, filters, mmr)
-        return RetrieverQueryEngine(retriever, llm=llm, **kwargs)
+    ) -> QueryEngine:
+        """A ``RetrieverQueryEngine`` (``ragtune.query``) over ``as_retriever(...)``;
+        ``kwargs`` are the engine's own options (``answer_tokens``, ``min_similarity``...)."""
+        factory = VectorStoreIndex.query_engine_factory
+        if factory is None:
+            raise RuntimeError("no query engine is registered: import ragtune first")
+        return factory(self.as_retriever(similarity_top_k, mode, filters, mmr), llm=llm, **kwargs)
 
     def stats(self) -> dict[str, Any]:
         return {
@@ -355,98 +388,6 @@ class VectorStoreIndex:
     def close(self) -> None:
         """Release the store's connection (PostgreSQL); the index stays usable."""
         self.store.close()
-
-
-class VectorIndexRetriever:
-    """Ranks an index's chunks for a question.
-
-    ``mode="hybrid"`` (the default) fuses BM25 keyword ranks with embedding
-    ranks by reciprocal-rank fusion: keywords catch exact names and rare words
-    a small embedder blurs, embeddings catch paraphrases. Scores are scaled so
-    that first place in both rankings is 1.0. ``"dense"`` and ``"keyword"``
-    use one ranking alone, with its own scores.
-
-    ``filters`` restrict the search to matching chunks before ranking (see
-    ``ragtune.index.filters``); ``mmr=True`` re-ranks the candidates by maximal
-    marginal relevance, trading some relevance (``mmr_lambda`` 1.0 keeps it
-    all) for passages that say different things.
-    """
-
-    def __init__(
-        self,
-        index: VectorStoreIndex,
-        similarity_top_k: int = 4,
-        mode: RetrievalMode = "hybrid",
-        filters: FiltersArgument = None,
-        mmr: bool = False,
-        mmr_lambda: float = DEFAULT_MMR_LAMBDA,
-    ) -> None:
-        if similarity_top_k < 1:
-            raise InvalidQueryError("top-k must be at least 1")
-        if mode not in RETRIEVAL_MODES:
-            raise InvalidQueryError(
-                f"unknown retrieval mode {mode!r}; use one of {RETRIEVAL_MODES}"
-            )
-        if not 0.0 <= mmr_lambda <= 1.0:
-            raise InvalidQueryError(f"mmr_lambda must be between 0 and 1, not {mmr_lambda}")
-        self.index = index
-        self.similarity_top_k = similarity_top_k
-        self.mode = mode
-        self.filters: MetadataFilters = as_filters(filters)
-        self.filters.check_keys(index.manifest.metadata_keys)
-        self.mmr = mmr
-        self.mmr_lambda = mmr_lambda
-
-    def retrieve(self, query: str) -> list[NodeWithScore]:
-        query = validate_query(query)
-        store = self.index.store
-        k = self.similarity_top_k
-        # MMR chooses among more candidates than it returns.
-        wanted = k * FUSION_DEPTH if self.mmr else k
-        filters = self.filters or None
-        query_vector = self.index.embedder.embed_query(query)
-        if self.mode == "keyword":
-            hits = store.search_keyword(query, wanted, filters)
-            nodes = [_scored(hit.row, hit.score) for hit in hits]
-            similarity = {hit.row["id"]: _cosine(query_vector, hit.row) for hit in hits}
-        else:
-            dense = store.search_vector(query_vector, wanted * FUSION_DEPTH, filters)
-            similarity = {hit.row["id"]: hit.score for hit in dense}
-            if self.mode == "dense":
-                nodes = [_scored(hit.row, hit.score) for hit in dense[:wanted]]
-            else:
-                keyword = store.search_keyword(query, wanted * FUSION_DEPTH, filters)
-                for hit in keyword:
-                    similarity.setdefault(hit.row["id"], _cosine(query_vector, hit.row))
-                nodes = reciprocal_rank_fusion({"dense": dense, "keyword": keyword}, wanted)
-        if self.mmr:
-            nodes = mmr_select(nodes, query_vector, k, self.mmr_lambda)
-        # Every node says how close it is to the question on one scale, whichever
-        # ranking found it: the query engine cuts weak sources on this.
-        for node in nodes:
-            node.metadata["similarity"] = similarity[node.node_id]
-        return nodes
-
-
-def reciprocal_rank_fusion(rankings: dict[str, list[SearchHit]], limit: int) -> list[NodeWithScore]:
-    """Fuse named rankings; each node keeps its score in each ranking that found it."""
-    fused: dict[str, float] = {}
-    rows: dict[str, dict[str, Any]] = {}
-    scores: dict[str, dict[str, float]] = {}
-    for name, ranking in rankings.items():
-        for rank, hit in enumerate(ranking, start=1):
-            key = hit.row["id"]
-            fused[key] = fused.get(key, 0.0) + 1.0 / (RRF_K + rank)
-            rows.setdefault(key, hit.row)
-            scores.setdefault(key, {})[name] = hit.score
-    best_possible = len(rankings) / (RRF_K + 1)
-    order = sorted(fused, key=fused.__getitem__, reverse=True)[:limit]
-    nodes = []
-    for key in order:
-        node = _scored(rows[key], fused[key] / best_possible)
-        node.metadata["retrieval_scores"] = scores[key]
-        nodes.append(node)
-    return nodes
 
 
 def check_index_target(directory: Path) -> None:
@@ -484,25 +425,6 @@ def _being_created(path: Path) -> bool:
     return name == LOCK_FILE or (name.startswith(f".{MANIFEST}.") and name.endswith(".tmp"))
 
 
-def _scored(row: dict[str, Any], score: float) -> NodeWithScore:
-    return NodeWithScore(node=_node(row), score=score)
-
-
-def _node(row: dict[str, Any]) -> TextNode:
-    metadata = {key: value for key, value in row["metadata"].items() if key != OUTLINKS}
-    metadata.setdefault("url", row["url"])
-    metadata.setdefault("title", row["title"])
-    metadata["header"] = row["header"]
-    node = TextNode(text=row["text"], metadata=metadata, id_=row["id"], ref_doc_id=row["doc_id"])
-    node.embedding = row["vector"]
-    return node
-
-
-def _cosine(query_vector: np.ndarray, row: dict[str, Any]) -> float:
-    # Vectors are unit length, so the dot product is the cosine similarity.
-    return float(np.dot(query_vector, row["vector"]))
-
-
 def _commit_groups(
     chunked: list[tuple[str, list[StoredChunk]]], size: int
 ) -> list[list[tuple[str, list[StoredChunk]]]]:
@@ -518,48 +440,9 @@ def _commit_groups(
     return [group for group in groups if group]
 
 
-def probe_store(store: str) -> None:
-    """Raise now if ``store`` names no usable store (bad scheme, server unreachable),
-    before any slow work is done for it."""
-    if _store_name(store) == EMBEDDED:
-        return
-    from ragtune.index.stores.postgres import PostgresStore, split_store_url
-
-    table = split_store_url(store)[1]
-    if table is not None:
-        check_table_name(table)
-
-    probe = PostgresStore(store, "probe", 1)
-    try:
-        _ = probe.connection
-    finally:
-        probe.close()
-
-
 def _site_of(url: str) -> str:
     parts = urlsplit(url)
     return (parts.hostname or "") if parts.scheme in ("http", "https") else ""
-
-
-def _store_name(store: str) -> str:
-    """How the manifest names a store: ``lancedb``, or the URL without password or table."""
-    if store == EMBEDDED:
-        return EMBEDDED
-    if not is_postgres_url(store):
-        raise RagtuneError(f"unknown store {redact(store)!r}; use lancedb or a postgresql:// URL")
-    from ragtune.index.stores.postgres import split_store_url
-
-    return redact(split_store_url(store)[0])
-
-
-def _table_name(store: str, directory: Path) -> str:
-    from ragtune.index.stores.postgres import split_store_url
-
-    chosen = split_store_url(store)[1]
-    if chosen:
-        return check_table_name(chosen)
-    # One table per index, so several indexes can share a database.
-    return f"ragtune_{secrets.token_hex(6)}"
 
 
 def _stored_embedder_spec(manifest: Manifest) -> str | None:

@@ -1,4 +1,4 @@
-"""``load_llm``: the backend an ``--llm`` spec names.
+"""``load_llm``: the backend an ``--llm`` spec names, looked up by its scheme.
 
 Apart from the interface (``base.py``) it serves, since it imports every backend and
 every backend imports the interface.
@@ -6,12 +6,12 @@ every backend imports the interface.
 
 from __future__ import annotations
 
-import re
+from collections.abc import Callable
 from pathlib import Path
 
 from ragtune.errors import ModelNotFoundError
 from ragtune.llm.base import LLM
-from ragtune.url_options import redact
+from ragtune.url_options import ModelSpec, parse_spec, redact
 
 LLM_SPEC_HELP = (
     "a .gguf file (or gguf:PATH / llamacpp:PATH) for llama.cpp; "
@@ -21,7 +21,40 @@ LLM_SPEC_HELP = (
     "hf:DIR[#adapter=ADAPTER_DIR] for a Hugging Face model directory through transformers, "
     "optionally with a PEFT adapter"
 )
-_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+):")  # two letters at least: not C:\
+
+
+def _llama_cpp(spec: ModelSpec) -> LLM:
+    from ragtune.llm.llamacpp import LlamaCppLLM
+
+    path = Path(spec.target).expanduser()
+    if not spec.scheme and path.suffix.lower() != ".gguf":
+        raise ModelNotFoundError(f"{redact(spec.text)}: expected {LLM_SPEC_HELP}")
+    return LlamaCppLLM(path)
+
+
+def _openai_compatible(spec: ModelSpec) -> LLM:
+    from ragtune.llm.openai_compat import OpenAICompatibleLLM
+
+    return OpenAICompatibleLLM.from_spec(spec.text)
+
+
+def _transformers(spec: ModelSpec) -> LLM:
+    from ragtune.llm.transformers_backend import TransformersLLM
+
+    return TransformersLLM.from_spec(spec.text)
+
+
+# Each backend imports its heavy dependencies only when a spec asks for it.
+# The empty scheme is a path: a .gguf file.
+LLM_FACTORIES: dict[str, Callable[[ModelSpec], LLM]] = {
+    "": _llama_cpp,
+    "gguf": _llama_cpp,
+    "llamacpp": _llama_cpp,
+    "openai": _openai_compatible,
+    "http": _openai_compatible,
+    "https": _openai_compatible,
+    "hf": _transformers,
+}
 
 
 def load_llm(spec: LLM | str | Path | None = None) -> LLM:
@@ -39,28 +72,16 @@ def load_llm(spec: LLM | str | Path | None = None) -> LLM:
     """
     if spec is not None and not isinstance(spec, str | Path):
         return spec
-    from ragtune.llm.llamacpp import LlamaCppLLM
-
     if spec is None:
+        from ragtune.llm.llamacpp import LlamaCppLLM
+
         return LlamaCppLLM()
-    text = str(spec).strip()
-    if not text:
+    parsed = parse_spec(spec)
+    if not parsed.text:
         raise ModelNotFoundError(f"empty --llm spec; expected {LLM_SPEC_HELP}")
-    match = _SCHEME.match(text)
-    scheme = match.group(1).lower() if match and not isinstance(spec, Path) else ""
-    if scheme in ("openai", "http", "https"):
-        from ragtune.llm.openai_compat import OpenAICompatibleLLM
-
-        return OpenAICompatibleLLM.from_spec(text)
-    if scheme in ("gguf", "llamacpp"):
-        return LlamaCppLLM(Path(text[len(scheme) + 1 :]).expanduser())
-    if scheme == "hf":
-        from ragtune.llm.transformers_backend import TransformersLLM
-
-        return TransformersLLM.from_spec(text)
-    if scheme:
-        raise ModelNotFoundError(f"unknown LLM spec {redact(text)!r}; expected {LLM_SPEC_HELP}")
-    path = Path(text).expanduser()
-    if path.suffix.lower() != ".gguf":
-        raise ModelNotFoundError(f"{redact(text)}: expected {LLM_SPEC_HELP}")
-    return LlamaCppLLM(path)
+    factory = LLM_FACTORIES.get(parsed.scheme)
+    if factory is None:
+        raise ModelNotFoundError(
+            f"unknown LLM spec {redact(parsed.text)!r}; expected {LLM_SPEC_HELP}"
+        )
+    return factory(parsed)

@@ -7,16 +7,19 @@ import threading
 from collections.abc import Iterator
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from ragtune.assets import DEFAULT_LLM
 from ragtune.errors import LLMError, ModelNotFoundError
 from ragtune.llm.base import ChatMessage
+from ragtune.llm.gguf_tokenizer import GGUF_MAGIC, gguf_tokenizer
 from ragtune.runtime import llm_threads
 
-GGUF_MAGIC = b"GGUF"
+if TYPE_CHECKING:
+    from tokenizers import Tokenizer
+
 _DONE = object()
 
 
@@ -72,8 +75,16 @@ class LlamaCppLLM:
         """
         return str(self._server.listening_address).rstrip("/")
 
+    @cached_property
+    def _tokenizer(self) -> Tokenizer | None:
+        return gguf_tokenizer(self.model_path)
+
     def count_tokens(self, text: str) -> int:
-        # The server's /tokenize is the model's own tokenizer; it listens on loopback only.
+        """Tokens in ``text`` as llama.cpp counts them (special tokens parsed, none added)."""
+        if self._tokenizer is not None:
+            return len(self._tokenizer.encode(text, add_special_tokens=False).ids)
+        # A tokenizer not rebuilt exactly from the GGUF: ask llama.cpp's /tokenize, on
+        # loopback (about 30 ms a text, where the rebuilt one takes 0.1 ms).
         response = httpx.post(
             f"{self._server.listening_address}/tokenize", json={"content": text}, timeout=30
         )

@@ -12,8 +12,8 @@ Spec (what ``--llm`` and ``load_llm`` accept)::
 Options in the query string: ``model`` (optional when the server serves exactly
 one, as llama-server and vLLM do: it is then read from ``/v1/models``),
 ``context`` (the context window in tokens), ``timeout`` (seconds, default 120),
-``retries`` (for 429/503, default 2) and ``temperature`` (default 0). Any other
-parameter stays in the URL (e.g. Azure's ``api-version``).
+``retries`` (for 408, 429 and 5xx gateway statuses, default 2) and ``temperature``
+(default 0). Any other parameter stays in the URL (e.g. Azure's ``api-version``).
 
 The API key is read from ``$RAGTUNE_LLM_API_KEY`` or else ``$OPENAI_API_KEY``
 at each request; it is never stored on the object, put in a spec or printed (an
@@ -23,48 +23,36 @@ each time and never stored, so a URL may carry credentials too (``user:password@
 without them.
 
 ``timeout`` bounds each request's whole response, a streamed answer included,
-not only each read: a server that drips bytes cannot hold the caller.
+not only each read: a server that drips bytes cannot hold the caller. Keys,
+retries, deadlines and error messages are those of every OpenAI-compatible
+endpoint (:mod:`ragtune.net.openai_client`); this module shapes the requests and
+reads the answers.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import os
-import time
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
 from functools import cached_property
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-import httpx
-
-from ragtune.deadline import Deadline, deadline_client
-from ragtune.errors import LLMError
+from ragtune.errors import LLMConfigError, LLMEndpointError
 from ragtune.llm.base import ChatMessage
+from ragtune.net.openai_client import EndpointErrors, OpenAIClient, error_message
 from ragtune.url_options import redact, split_url_options
 
 API_KEY_VARS = ("RAGTUNE_LLM_API_KEY", "OPENAI_API_KEY")
-RETRY_STATUSES = frozenset({429, 503})
 DEFAULT_CONTEXT_WINDOW = 4096
 CHARS_PER_TOKEN_ESTIMATE = 3
-_MAX_RETRY_AFTER_S = 30.0
 _SPEC_OPTIONS = frozenset({"model", "context", "timeout", "retries", "temperature"})
-
-
-class LLMConfigError(LLMError):
-    """An LLM spec or argument is malformed."""
-
-
-class LLMEndpointError(LLMError):
-    """The endpoint failed; the message names it and says how, on one line."""
-
-    def __init__(self, url: str, reason: str, status: int | None = None) -> None:
-        super().__init__(redact(f"LLM endpoint {url}: {reason}", *_api_keys()))
-        self.url = redact(url)
-        self.reason = redact(reason, *_api_keys())
-        self.status = status
+_ERRORS = EndpointErrors(
+    connection=LLMEndpointError,
+    timeout=LLMEndpointError,
+    status=LLMEndpointError,
+    answer=LLMEndpointError,
+)
 
 
 class OpenAICompatibleLLM:
@@ -168,53 +156,35 @@ class OpenAICompatibleLLM:
 
     def chat(self, messages: list[ChatMessage], max_tokens: int = 256) -> str:
         url = self._url("/chat/completions")
-        response = self._post(url, self._payload(messages, max_tokens, stream=False))
-        return _message_content(url, _json(url, response)).strip()
+        body = self._http.post_json(url, self._payload(messages, max_tokens, stream=False))
+        return self._message_content(url, body).strip()
 
     def stream_chat(self, messages: list[ChatMessage], max_tokens: int = 256) -> Iterator[str]:
         """Yield the answer piece by piece as the server sends it, all within ``timeout``."""
         url = self._url("/chat/completions")
         payload = self._payload(messages, max_tokens, stream=True)
-        with self._deadline.within(self.timeout):
-            yield from self._stream_pieces(url, payload)
-
-    def _stream_pieces(self, url: str, payload: dict[str, Any]) -> Iterator[str]:
-        attempt = 0
-        while True:
-            with (
-                self._transport_errors(url),
-                self._client.stream("POST", url, json=payload, headers=self._headers()) as response,
-            ):
-                if response.status_code in RETRY_STATUSES and attempt < self.retries:
-                    response.read()
-                    time.sleep(self._delay(attempt, response))
-                    attempt += 1
-                    continue
-                if response.status_code >= 400:
-                    response.read()
-                    raise _http_error(url, response, attempt)
-                if "text/event-stream" not in response.headers.get("content-type", ""):
-                    response.read()  # the server ignored "stream": one whole answer
-                    yield _message_content(url, _json(url, response)).strip()
-                else:
-                    yield from _sse_pieces(url, response.iter_lines())
-                return
+        with self._http.request("POST", url, payload) as response:
+            if "text/event-stream" not in response.headers.get("content-type", ""):
+                response.read()  # the server ignored "stream": one whole answer
+                yield self._message_content(url, self._http.json(url, response)).strip()
+            else:
+                yield from self._sse_pieces(url, response.iter_lines())
 
     # -- HTTP ------------------------------------------------------------------
 
     @cached_property
-    def _deadline(self) -> Deadline:
-        return Deadline()
-
-    @cached_property
-    def _client(self) -> httpx.Client:
-        timeout = httpx.Timeout(self.timeout, connect=min(self.timeout, 10.0))
-        return deadline_client(self._deadline, timeout=timeout)
+    def _http(self) -> OpenAIClient:
+        return OpenAIClient(
+            key_vars=API_KEY_VARS,
+            errors=_ERRORS,
+            timeout=self.timeout,
+            retries=self.retries,
+            backoff=self.backoff,
+            accept="application/json, text/event-stream",
+        )
 
     def close(self) -> None:
-        if "_client" in self.__dict__:
-            self._client.close()
-            del self.__dict__["_client"]
+        self._http.close()
 
     def _url(self, path: str, root: bool = False) -> str:
         """``path`` under the base URL, or under the server root (``/props``, ``/tokenize``)."""
@@ -223,13 +193,6 @@ class OpenAICompatibleLLM:
         if root:
             prefix = prefix.removesuffix("/v1")
         return urlunsplit((parts.scheme, parts.netloc, prefix + path, self._query, ""))
-
-    def _headers(self) -> dict[str, str]:
-        headers = {"Accept": "application/json, text/event-stream"}
-        key = next(iter(_api_keys()), None)
-        if key:
-            headers["Authorization"] = f"Bearer {key}"
-        return headers
 
     def _payload(
         self, messages: list[ChatMessage], max_tokens: int, stream: bool
@@ -243,60 +206,13 @@ class OpenAICompatibleLLM:
             **self.extra_body,
         }
 
-    def _exchange(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
-        """One request and its whole response, within ``timeout`` seconds."""
-        with self._transport_errors(url), self._deadline.within(self.timeout):
-            return self._client.request(method, url, headers=self._headers(), **kwargs)
-
-    @contextmanager
-    def _transport_errors(self, url: str) -> Iterator[None]:
-        """Turn httpx's transport failures into one-line LLMEndpointErrors."""
-        try:
-            yield
-        except httpx.TimeoutException:
-            raise LLMEndpointError(url, f"no answer within {self.timeout:g} s") from None
-        except httpx.TransportError as error:
-            raise LLMEndpointError(url, _connection_reason(error)) from None
-
-    def _post(self, url: str, payload: dict[str, Any]) -> httpx.Response:
-        """POST with retries on 429/503; any other HTTP error raises."""
-        attempt = 0
-        while True:
-            response = self._exchange("POST", url, json=payload)
-            if response.status_code in RETRY_STATUSES and attempt < self.retries:
-                time.sleep(self._delay(attempt, response))
-                attempt += 1
-                continue
-            if response.status_code >= 400:
-                raise _http_error(url, response, attempt)
-            return response
-
-    def _get_json(self, url: str) -> Any:
-        """A probe: the JSON body, or None when the server has no such route."""
-        response = self._exchange("GET", url)
-        if response.status_code != 200:
-            return None
-        try:
-            return response.json()
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            return None
-
-    def _delay(self, attempt: int, response: httpx.Response) -> float:
-        retry_after = response.headers.get("retry-after", "")
-        try:
-            if retry_after:
-                return min(max(float(retry_after), 0.0), _MAX_RETRY_AFTER_S)
-        except ValueError:
-            pass  # an HTTP date: fall back to exponential backoff
-        return float(self.backoff * 2**attempt)
-
     def _models(self) -> list[Any]:
-        body = self._get_json(self._url("/models"))
+        body = self._http.probe_json("GET", self._url("/models"))
         data = body.get("data") if isinstance(body, dict) else None
         return data if isinstance(data, list) else []
 
     def _served_context(self) -> int | None:
-        props = self._get_json(self._url("/props", root=True))  # llama-server
+        props = self._http.probe_json("GET", self._url("/props", root=True))  # llama-server
         if isinstance(props, dict):
             settings = props.get("default_generation_settings")
             n_ctx = settings.get("n_ctx") if isinstance(settings, dict) else None
@@ -318,126 +234,80 @@ class OpenAICompatibleLLM:
         payload = {"content": text, "prompt": text, "model": self._model or ""}
         if not self._model:
             payload.pop("model")
-        response = self._exchange("POST", url, json=payload)
-        tokens = None
-        if response.status_code == 200:
-            try:
-                body = response.json()
-                tokens = body.get("tokens") if isinstance(body, dict) else None
-            except (json.JSONDecodeError, UnicodeDecodeError):
-                tokens = None
+        body = self._http.probe_json("POST", url, payload)
+        tokens = body.get("tokens") if isinstance(body, dict) else None
         if not isinstance(tokens, list):
             self._tokenize_available = False
             return None
         self._tokenize_available = True
         return len(tokens)
 
-    def __repr__(self) -> str:
-        return f"OpenAICompatibleLLM({redact(self.base_url)!r}, model={self._model!r})"
+    # -- reading the answers -----------------------------------------------------
 
+    def _message_content(self, url: str, body: Any) -> str:
+        """The text of a chat completion's first choice."""
+        if isinstance(body, dict) and body.get("error"):
+            raise self._http.answer_error(url, error_message(body))
+        choices = body.get("choices") if isinstance(body, dict) else None
+        if not isinstance(choices, list) or not choices:
+            raise self._http.answer_error(url, "the answer has no choices")
+        message = choices[0].get("message") if isinstance(choices[0], dict) else None
+        if not isinstance(message, dict):
+            raise self._http.answer_error(url, 'the answer\'s first choice has no "message"')
+        content = message.get("content")
+        if content is not None and not isinstance(content, str):
+            raise self._http.answer_error(url, 'the answer\'s "content" is not text')
+        return content or ""
 
-def _api_keys() -> list[str]:
-    """The API keys the environment holds, in the order they are looked for."""
-    return [os.environ[name] for name in API_KEY_VARS if os.environ.get(name)]
+    def _sse_pieces(self, url: str, lines: Iterator[str]) -> Iterator[str]:
+        """The content deltas of a chat-completions event stream."""
+        events = 0
+        data: list[str] = []
+        for line in lines:
+            if line.startswith(":"):
+                continue  # a comment (keep-alive)
+            if line.startswith("error:"):  # llama-server's way to report a failure mid-stream
+                raise self._http.answer_error(url, error_message({"error": line[6:]}))
+            if line.startswith("data:"):
+                data.append(line[5:].removeprefix(" "))
+                continue
+            if line.strip() or not data:
+                continue  # event:, id:, retry: fields, or stray blank lines
+            payload = "\n".join(data)
+            data = []
+            if payload.strip() == "[DONE]":
+                return
+            events += 1
+            yield from self._event_pieces(url, payload)
+        if data:  # the last event without its blank line
+            payload = "\n".join(data)
+            if payload.strip() == "[DONE]":
+                return
+            events += 1
+            yield from self._event_pieces(url, payload)
+        if not events:
+            raise self._http.answer_error(url, "the event stream ended without any answer")
 
-
-def _connection_reason(error: httpx.TransportError) -> str:
-    text = str(error) or type(error).__name__
-    if "refused" in text.lower():
-        return "connection refused"
-    if isinstance(error, httpx.RemoteProtocolError):
-        return f"the server broke the connection ({' '.join(text.split())[:160]})"
-    return " ".join(text.split())[:200]
-
-
-def _http_error(url: str, response: httpx.Response, attempt: int) -> LLMEndpointError:
-    detail = ""
-    try:
-        body = response.json()
-        if isinstance(body, dict):
-            error = body.get("error", body.get("detail", body.get("message", "")))
-            detail = str(error.get("message", error) if isinstance(error, dict) else error)
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        detail = ""
-    detail = " ".join(detail.split())
-    if len(detail) > 200:
-        detail = detail[:200] + "..."
-    reason = f"HTTP {response.status_code}" + (f": {detail}" if detail else "")
-    if attempt:
-        reason += f" after {attempt + 1} attempts"
-    return LLMEndpointError(url, reason, response.status_code)
-
-
-def _json(url: str, response: httpx.Response) -> Any:
-    try:
-        return response.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise LLMEndpointError(url, "the answer is not valid JSON") from None
-
-
-def _message_content(url: str, body: Any) -> str:
-    if isinstance(body, dict) and body.get("error"):
-        error = body["error"]
-        message = error.get("message", error) if isinstance(error, dict) else error
-        raise LLMEndpointError(url, " ".join(str(message).split())[:200])
-    choices = body.get("choices") if isinstance(body, dict) else None
-    if not isinstance(choices, list) or not choices:
-        raise LLMEndpointError(url, "the answer has no choices")
-    message = choices[0].get("message") if isinstance(choices[0], dict) else None
-    if not isinstance(message, dict):
-        raise LLMEndpointError(url, 'the answer\'s first choice has no "message"')
-    content = message.get("content")
-    if content is not None and not isinstance(content, str):
-        raise LLMEndpointError(url, 'the answer\'s "content" is not text')
-    return content or ""
-
-
-def _sse_pieces(url: str, lines: Iterator[str]) -> Iterator[str]:
-    """The content deltas of a chat-completions event stream."""
-    events = 0
-    data: list[str] = []
-
-    def event(payload: str) -> Iterator[str]:
+    def _event_pieces(self, url: str, payload: str) -> Iterator[str]:
+        """The text pieces of one event of the stream."""
         try:
             chunk = json.loads(payload)
         except json.JSONDecodeError:
-            raise LLMEndpointError(url, "the event stream holds malformed JSON") from None
+            raise self._http.answer_error(url, "the event stream holds malformed JSON") from None
         if not isinstance(chunk, dict):
-            raise LLMEndpointError(url, "the event stream holds an event that is not an object")
+            raise self._http.answer_error(
+                url, "the event stream holds an event that is not an object"
+            )
         if chunk.get("error"):
-            error = chunk["error"]
-            message = error.get("message", error) if isinstance(error, dict) else error
-            raise LLMEndpointError(url, " ".join(str(message).split())[:200])
+            raise self._http.answer_error(url, error_message(chunk))
         choices = chunk.get("choices")
         if not isinstance(choices, list):
-            raise LLMEndpointError(url, 'the event stream holds an event without "choices"')
+            raise self._http.answer_error(url, 'the event stream holds an event without "choices"')
         for choice in choices:
             delta = choice.get("delta") if isinstance(choice, dict) else None
             text = delta.get("content") if isinstance(delta, dict) else None
             if isinstance(text, str) and text:
                 yield text
 
-    for line in lines:
-        if line.startswith(":"):
-            continue  # a comment (keep-alive)
-        if line.startswith("error:"):  # llama-server's way to report a failure mid-stream
-            raise LLMEndpointError(url, " ".join(line[6:].split())[:200])
-        if line.startswith("data:"):
-            data.append(line[5:].removeprefix(" "))
-            continue
-        if line.strip() or not data:
-            continue  # event:, id:, retry: fields, or stray blank lines
-        payload = "\n".join(data)
-        data = []
-        if payload.strip() == "[DONE]":
-            return
-        events += 1
-        yield from event(payload)
-    if data:  # the last event without its blank line
-        payload = "\n".join(data)
-        if payload.strip() == "[DONE]":
-            return
-        events += 1
-        yield from event(payload)
-    if not events:
-        raise LLMEndpointError(url, "the event stream ended without any answer")
+    def __repr__(self) -> str:
+        return f"OpenAICompatibleLLM({redact(self.base_url)!r}, model={self._model!r})"

@@ -22,6 +22,7 @@ from ragtune.errors import LLMError, ModelNotFoundError, one_line
 from ragtune.llm.adapters import adapter_base, check_adapter_weights, is_adapter_dir
 from ragtune.llm.base import ChatMessage
 from ragtune.runtime import configure_torch_threads
+from ragtune.url_options import parse_spec, split_fragment_options
 
 # The longest window used unless asked for more: attention on CPU grows with it.
 MAX_DEFAULT_CONTEXT = 4096
@@ -59,18 +60,16 @@ class TransformersLLM:
     @classmethod
     def from_spec(cls, spec: str) -> TransformersLLM:
         """``hf:DIR[#adapter=ADAPTER_DIR][&context=N]`` (the ``hf:`` prefix is optional)."""
-        text = spec[3:] if spec[:3].lower() == "hf:" else spec
-        where, _, fragment = text.partition("#")
-        if not where.strip():
+        parsed = parse_spec(spec)
+        text = parsed.target if parsed.scheme == "hf" else parsed.text
+        if not text.partition("#")[0].strip():
             raise ModelNotFoundError(f"{spec}: expected hf:DIR[#adapter=ADAPTER_DIR]")
-        options: dict[str, str] = {}
-        for item in filter(None, fragment.split("&")):
-            key, sep, value = item.partition("=")
-            if not sep or not value or key not in ("adapter", "context") or key in options:
-                raise ModelNotFoundError(
-                    f"{spec}: malformed option {item!r}; expected adapter=DIR or context=N"
-                )
-            options[key] = value
+        try:
+            where, options = split_fragment_options(text, ("adapter", "context"))
+        except ValueError as error:
+            raise ModelNotFoundError(
+                f"{spec}: malformed option {str(error)!r}; expected adapter=DIR or context=N"
+            ) from None
         context = options.get("context")
         if context is not None and not context.isdigit():
             raise ModelNotFoundError(f"{spec}: malformed option 'context={context}'")

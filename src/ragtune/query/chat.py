@@ -39,7 +39,7 @@ from ragtune.query.terms import ANAPHORS, WORD, key_terms
 from ragtune.questions import MAX_QUERY_CHARS
 
 if TYPE_CHECKING:
-    from ragtune.query.engine import RetrieverQueryEngine
+    from ragtune.index.vector_index import QueryEngine
 
 MAX_TOPIC_WORDS = 12
 
@@ -83,9 +83,9 @@ class Rewrite:
 
 
 class ChatSession:
-    """A conversation with a :class:`RetrieverQueryEngine`."""
+    """A conversation with a query engine (``index.as_query_engine()``)."""
 
-    def __init__(self, engine: RetrieverQueryEngine, max_history_turns: int = 3) -> None:
+    def __init__(self, engine: QueryEngine, max_history_turns: int = 3) -> None:
         self.engine = engine
         self.max_history_turns = max_history_turns
         self._history: list[Turn] = []

@@ -7,6 +7,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any, Protocol
 
 from ragtune.documents import NodeWithScore, Response
+from ragtune.index.vector_index import VectorStoreIndex
 from ragtune.llm.base import LLM
 from ragtune.llm.factory import load_llm
 from ragtune.query.citations import CitationFilter
@@ -16,29 +17,26 @@ from ragtune.questions import validate_query
 
 
 class Retriever(Protocol):
-    """What the engine asks for passages (an index's ``as_retriever()``)."""
+    """What the engine asks for passages (an index's ``as_retriever()``).
+
+    ``retrieve`` checks the question it is given (``ragtune.questions.validate_query``):
+    the engine does not check it again.
+    """
 
     def retrieve(self, query: str) -> list[NodeWithScore]: ...
 
 
 NOT_IN_SOURCES = "The indexed sources do not contain the answer to this question."
 # Below this cosine between the question and its closest passage, the engine
-# answers NOT_IN_SOURCES without asking the LLM. Measured on the demo shop with
-# the default embedder (int8 ONNX all-MiniLM-L6-v2), best similarity per question,
-# the same in hybrid, dense and keyword mode:
-#   the shop's questions (tests/test_retrieval_quality.py and the demo question):
-#   0.255 (hot coals), 0.320, 0.323, 0.348, 0.477 ... 0.772 (demo), 0.797;
-#   unrelated ones: 0.191 (boiling point of water), 0.184 (refund policy), 0.178,
-#   0.138, 0.136 (capital of Australia), 0.117 (1998 World Cup), 0.111, 0.096 (sourdough).
-# 0.22 sits between the two groups, about 0.03 from each; a paraphrase of a shop
-# fact scores far above it (0.648 for "Which potion tastes like cherry cola?").
-# The cosine moves with the backend and the CPU: "hot coals" scored 0.255 here,
-# 0.248 on an AMD EPYC (int8 kernels differ) and 0.263 with fp32 (onnx, torch).
+# answers NOT_IN_SOURCES without asking the LLM. It sits between the demo shop's
+# answerable and unrelated questions with the default embedder; the calibration
+# and its spread across backends and CPUs are in docs/benchmarks.md ("The
+# not-in-sources threshold").
 DEFAULT_MIN_SIMILARITY = 0.22
-# Near the threshold a cosine is not a decision: three times that spread below it,
-# a question is still in the sources when one retrieved passage holds at least two
-# thirds of its content words (two or more): a literal match no CPU changes. On the
-# shop, answerable questions match 0.50-1.00 of their words, unrelated ones 0-0.50.
+# Near the threshold a cosine is not a decision (it moves with the CPU): within
+# three times the measured spread below it, a question is still in the sources
+# when one retrieved passage holds at least two thirds of its content words (two
+# or more), a literal match no CPU changes.
 NEAR_THRESHOLD = 0.045
 KEYWORD_EVIDENCE = 2 / 3
 
@@ -84,6 +82,10 @@ class RetrieverQueryEngine:
     ) -> tuple[list[NodeWithScore], dict[str, Any]]:
         started = time.perf_counter()
         query = retrieval_query.strip() if retrieval_query and retrieval_query.strip() else None
+        if query is not None:
+            # The retriever checks what it searches for; here the model is asked
+            # another text, which nothing else checks.
+            validate_query(question)
         nodes = keep_relevant(self.retriever.retrieve(query or question), self.relevance_ratio)
         metadata: dict[str, Any] = {"retrieve_s": time.perf_counter() - started}
         if query is not None:
@@ -129,11 +131,10 @@ class RetrieverQueryEngine:
         ``retrieval_query`` replaces the question for retrieval only (a chat's
         standalone rewrite of a follow-up question).
         """
-        question = validate_query(question)
         nodes, metadata = self._retrieve(question, retrieval_query)
         if metadata.get("not_in_sources"):
             return Response(self.not_in_sources_answer, nodes, metadata)
-        packed = self._prepare(question, nodes, history)
+        packed = self._prepare(question.strip(), nodes, history)
         started = time.perf_counter()
         answer = self.llm.chat(packed.messages, max_tokens=self.answer_tokens)
         metadata["generate_s"] = time.perf_counter() - started
@@ -158,7 +159,6 @@ class RetrieverQueryEngine:
         ``citations`` (and ``metadata["dropped_citations"]``) are set once the
         tokens are exhausted. ``history`` and ``retrieval_query`` as in :meth:`query`.
         """
-        question = validate_query(question)
         nodes, metadata = self._retrieve(question, retrieval_query)
         if metadata.get("not_in_sources"):
             response = Response("", nodes, metadata)
@@ -168,7 +168,7 @@ class RetrieverQueryEngine:
                 yield self.not_in_sources_answer
 
             return fixed(), response
-        packed = self._prepare(question, nodes, history)
+        packed = self._prepare(question.strip(), nodes, history)
         citations = CitationFilter(packed.sources)
         response = Response("", packed.sources, self._metadata(packed, metadata, citations))
 
@@ -201,6 +201,11 @@ class RetrieverQueryEngine:
             "duplicates_dropped": packed.duplicates_dropped,
             **metadata,
         }
+
+
+# index.as_query_engine() builds this engine: the index layer may not import
+# the query layer above it, so the engine hands itself down.
+VectorStoreIndex.query_engine_factory = RetrieverQueryEngine
 
 
 def best_similarity(nodes: list[NodeWithScore]) -> float | None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import random
 import shutil
 from collections.abc import Callable, Sequence
@@ -19,10 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ragtune.atomic import StagedDirectory, write_failure
 from ragtune.errors import DatasetError, TrainingError, one_line
-from ragtune.train import checkpoints
 from ragtune.train.config import TrainConfig, config_as_dict
-from ragtune.train.encode import EncodeReport
+from ragtune.train.data.encode import EncodeReport
+from ragtune.train.loop import checkpoints
 from ragtune.train.outputs import check_parents, refuse_inputs_within
 
 log = logging.getLogger(__name__)
@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 class RunOutcome:
     saved: Path  # OUTPUT/adapter (LoRA) or OUTPUT/model (full)
     base: Path
-    result: Any  # report.RunResult
+    result: Any  # loop.report.RunResult
     encoding: EncodeReport
     train_examples: int
     eval_examples: int
@@ -81,7 +81,7 @@ def written_paths(config: TrainConfig) -> list[Path]:
 
 
 def run_inputs(config: TrainConfig) -> list[tuple[str, Path]]:
-    from ragtune.train.base_model import spec_path
+    from ragtune.train.models.base_model import spec_path
 
     named = [
         ("training data", config.data),
@@ -115,7 +115,7 @@ def split_eval(items: Sequence[Any], fraction: float, seed: int) -> tuple[list[A
 def index_records(index_dir: Path) -> list[Any]:
     """The chunks of a ragtune index, in document order, as plain-text records."""
     from ragtune.index.vector_index import VectorStoreIndex
-    from ragtune.train.records import TextRecord
+    from ragtune.train.data.records import TextRecord
 
     index = VectorStoreIndex.load(index_dir)
     try:
@@ -134,7 +134,7 @@ def index_records(index_dir: Path) -> list[Any]:
 
 def load_records(config: TrainConfig, objective_name: str) -> list[Any]:
     """Parse the data first: a bad line fails in a second, before any model loads."""
-    from ragtune.train.records import load_preference_pairs, load_sft_records
+    from ragtune.train.data.records import load_preference_pairs, load_sft_records
 
     if objective_name == "dpo":
         if config.data is None:
@@ -153,7 +153,7 @@ def load_records(config: TrainConfig, objective_name: str) -> list[Any]:
 def encode(
     config: TrainConfig, objective_name: str, tokenizer: Any, records: list[Any]
 ) -> tuple[list[Any], EncodeReport]:
-    from ragtune.train.encode import encode_pairs, encode_records, pack
+    from ragtune.train.data.encode import encode_pairs, encode_records, pack
 
     source = config.data or config.from_index
     if objective_name == "dpo":
@@ -210,10 +210,10 @@ def train(
     from accelerate.utils import set_seed
     from transformers.utils import logging as transformers_logging
 
-    from ragtune.train.base_model import resolve_base_model
-    from ragtune.train.encode import prepare_tokenizer
-    from ragtune.train.loop import Trainer, check_resumable, write_metrics
-    from ragtune.train.model import SelectiveLoss, load_model, pick_dtype
+    from ragtune.train.data.encode import prepare_tokenizer
+    from ragtune.train.loop.trainer import Trainer, check_resumable, write_metrics
+    from ragtune.train.models.base_model import resolve_base_model
+    from ragtune.train.models.trainable import SelectiveLoss, load_model, pick_dtype
 
     if checkpoint is not None:
         check_resumable(config, checkpoint)
@@ -278,12 +278,12 @@ def load_tokenizer(base: Path) -> Any:
 def _objective(
     name: str, config: TrainConfig, model: Any, network: Any, base: Path, dtype: Any
 ) -> Any:
-    from ragtune.train.sft import SupervisedObjective
+    from ragtune.train.objectives.sft import SupervisedObjective
 
     if name == "sft":
         return SupervisedObjective()
-    from ragtune.train.dpo import PreferenceObjective
-    from ragtune.train.model import SelectiveLoss
+    from ragtune.train.models.trainable import SelectiveLoss
+    from ragtune.train.objectives.dpo import PreferenceObjective
 
     if config.method == "lora":
         # the frozen base is the reference: the same network with the adapter off
@@ -298,39 +298,25 @@ def _objective(
 
 
 def save_final(model: Any, tokenizer: Any, base: Path, target: Path) -> None:
-    """The adapter (LoRA) or whole model (full), written aside and renamed into place."""
-    staging = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-    shutil.rmtree(staging, ignore_errors=True)
+    """The adapter (LoRA) or whole model (full), written aside and put in place whole."""
     try:
-        model.save_pretrained(staging, safe_serialization=True)
-        tokenizer.save_pretrained(staging)
-        source = base / "ragtune_source.json"
-        if source.exists():
-            shutil.copy2(source, staging / source.name)
-        adapter_config = staging / "adapter_config.json"
-        if adapter_config.exists():  # point the adapter at the base it was trained on
-            settings = json.loads(adapter_config.read_text())
-            settings["base_model_name_or_path"] = str(base.resolve())
-            adapter_config.write_text(json.dumps(settings, indent=2))
-        _replace_dir(staging, target)
+        with StagedDirectory(target) as staging:
+            model.save_pretrained(staging, safe_serialization=True)
+            tokenizer.save_pretrained(staging)
+            source = base / "ragtune_source.json"
+            if source.exists():
+                shutil.copy2(source, staging / source.name)
+            adapter_config = staging / "adapter_config.json"
+            if adapter_config.exists():  # point the adapter at the base it was trained on
+                settings = json.loads(adapter_config.read_text())
+                settings["base_model_name_or_path"] = str(base.resolve())
+                adapter_config.write_text(json.dumps(settings, indent=2))
     except Exception as error:  # tokenizers reports a full disk as a bare Exception
-        shutil.rmtree(staging, ignore_errors=True)
-        reason = checkpoints.write_failure(error, target.parent)
+        reason = write_failure(error, target.parent)
         raise TrainingError(
             f"cannot save the trained model to {target}: {reason}; "
             "the checkpoints are kept, free space and run again with --resume"
         ) from None
-
-
-def _replace_dir(staging: Path, target: Path) -> None:
-    # rename() cannot replace a non-empty directory: the old one is moved aside first, so a
-    # crash between the two renames leaves it whole beside the target, never half deleted.
-    retired = target.with_name(f".{target.name}.old-{os.getpid()}")
-    if target.exists():
-        shutil.rmtree(retired, ignore_errors=True)
-        os.rename(target, retired)
-    os.rename(staging, target)
-    shutil.rmtree(retired, ignore_errors=True)
 
 
 def _write_run_config(output: Path, config: TrainConfig, base: Path) -> None:
@@ -370,5 +356,5 @@ def _write_text(path: Path, text: str) -> None:
     try:
         path.write_text(text, encoding="utf-8")
     except OSError as error:
-        reason = checkpoints.write_failure(error, path.parent)
+        reason = write_failure(error, path.parent)
         raise TrainingError(f"cannot write {path}: {reason}") from None

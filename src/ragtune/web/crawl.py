@@ -17,8 +17,8 @@ from urllib.parse import urlsplit
 import lxml.etree
 import lxml.html
 
-from ragtune.errors import FetchError, RagtuneError, UnsupportedContentError
-from ragtune.web.fetch import FetchedPage, Fetcher, RedirectRefused, Validators
+from ragtune.errors import FetchError, RagtuneError, RedirectRefused, UnsupportedContentError
+from ragtune.web.fetch import FetchedPage, Fetcher, Validators
 from ragtune.web.robots import RobotsPolicy
 from ragtune.web.sitemaps import sitemap_urls
 from ragtune.web.urls import UrlScope, absolute, check_seed, host_of, normalise
@@ -238,15 +238,16 @@ class Crawler:
         host's Crawl-delay applies)."""
         slow = self.robots.too_slow(url)
         if slow:
-            return FetchError(url, f"{slow}: the host is too slow to crawl")
+            return FetchError(url, f"{slow}: the host is too slow to crawl", kind="robots")
         if not self.robots.allowed(url):
-            return FetchError(url, "disallowed by robots.txt")
+            return FetchError(url, "disallowed by robots.txt", kind="robots")
         delay = self.robots.crawl_delay(url)
         if delay is not None and delay > MAX_CRAWL_DELAY:
             return FetchError(
                 url,
                 f"robots.txt asks for a Crawl-delay of {delay:g} s, over the "
                 f"{MAX_CRAWL_DELAY:g} s limit: the host is too slow to crawl",
+                kind="robots",
             )
         if delay:
             self.fetcher.throttle.set_delay(host_of(url), delay)

@@ -17,6 +17,7 @@ from ragtune.documents import Document
 from ragtune.errors import ExtractionError, RagtuneError
 from ragtune.web.crawl import CrawlEvent
 from ragtune.web.fetch import FetchedPage
+from ragtune.web.pages import page_to_documents
 
 IN_PROCESS_PAGES = 16  # pages extracted in-process before workers are worth starting
 MAX_PENDING_PER_WORKER = 8  # back-pressure: the crawl waits when extraction falls behind
@@ -56,8 +57,6 @@ def extract_pages(events: Iterator[CrawlEvent]) -> Iterator[tuple[CrawlEvent, Ou
 def convert(page: FetchedPage) -> list[Document] | str:
     """page_to_documents, with a failure returned as its message (exceptions with
     custom constructors do not survive the trip between processes)."""
-    from ragtune.web.pages import page_to_documents
-
     try:
         return page_to_documents(page)
     except RagtuneError as error:

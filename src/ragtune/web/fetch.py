@@ -12,39 +12,35 @@ scope and under robots.txt); conditional requests with ETag / Last-Modified.
 
 from __future__ import annotations
 
-import email.utils
-import random
 import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from urllib.parse import urljoin
 
 import httpx
 
-from ragtune.deadline import Deadline, deadline_client
-from ragtune.errors import FetchError, ResponseTimeout, UnsupportedContentError
+from ragtune.errors import (
+    FetchError,
+    FetchErrorKind,
+    RedirectRefused,
+    ResponseTimeout,
+    UnsupportedContentError,
+)
+from ragtune.extract.media_types import HTML_TYPES, READABLE_TYPES
+from ragtune.net.causes import refused_or_reset, root_message
+from ragtune.net.deadline import Deadline, deadline_client
+from ragtune.net.retry import RETRY_STATUSES, backoff_seconds, retry_after_seconds
 from ragtune.version import __version__
 from ragtune.web.politeness import HostThrottle
 from ragtune.web.urls import check_url, host_of, normalise
 
 USER_AGENT = f"ragtune/{__version__} (+https://pypi.org/project/ragtune/)"
-HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
-TEXT_TYPES = frozenset({"text/plain", "text/markdown", "text/x-markdown"})
-JSON_TYPES = frozenset({"application/json", "application/ld+json"})
-PDF_TYPES = frozenset({"application/pdf"})
-READABLE_TYPES = HTML_TYPES | TEXT_TYPES | JSON_TYPES | PDF_TYPES
-RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 DEFAULT_MAX_BYTES = 20 * 1024 * 1024
 _SCHEME = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*:")
 
 RedirectCheck = Callable[[str], str | None]
 """Asked with a redirect's target before it is followed: a reason to refuse, or None."""
-
-
-class RedirectRefused(FetchError):
-    """A redirect that the fetch's ``check_redirect`` would not follow."""
 
 
 @dataclass
@@ -113,24 +109,25 @@ class _BadRedirect(Exception):
 
 
 class _Retryable(Exception):
-    """A failure worth another try. ``host_wide`` when the server said it is
-    overloaded (429, 503): then every request to it waits, not just this one."""
+    """A failure worth another try, of the ``kind`` it will be reported as if none is
+    left. ``host_wide`` when the server said it is overloaded (429, 503): then every
+    request to it waits, not just this one."""
 
     def __init__(
         self,
         reason: str,
+        kind: FetchErrorKind,
         wait: float | None = None,
         host_wide: bool = False,
         *,
         status: int | None = None,
-        timed_out: bool = False,
     ) -> None:
         super().__init__(reason)
         self.reason = reason
+        self.kind = kind
         self.wait = wait
         self.host_wide = host_wide
         self.status = status
-        self.timed_out = timed_out
 
 
 class Fetcher:
@@ -209,7 +206,7 @@ class Fetcher:
             if refusal:
                 raise RedirectRefused(url, refusal)
             hop = result
-        raise FetchError(url, "too many redirects")
+        raise FetchError(url, "too many redirects", kind="redirect")
 
     def _fetch_hop(self, request: _Request, hop: str) -> FetchedPage | str:
         """The page at ``hop``, or where it redirects to; retried as RetryPolicy says."""
@@ -238,18 +235,18 @@ class Fetcher:
     def _wait_before_retry(self, url: str, failure: _Retryable, attempt: int) -> float:
         """Seconds to wait before the next attempt; FetchError when there is none."""
         if attempt > self.retry.retries:
-            error = ResponseTimeout if failure.timed_out else FetchError
-            raise error(
-                url, f"{failure.reason} (gave up after {attempt} attempts)", status=failure.status
-            )
+            reason = f"{failure.reason} (gave up after {attempt} attempts)"
+            if failure.kind == "timeout":
+                raise ResponseTimeout(url, reason)
+            raise FetchError(url, reason, kind=failure.kind, status=failure.status)
         if failure.wait is None:
-            base = self.retry.backoff * 2 ** (attempt - 1)
-            return base + random.uniform(0, base)
+            return backoff_seconds(attempt, self.retry.backoff)
         if failure.wait > self.retry.max_retry_after:
             raise FetchError(
                 url,
                 f"{failure.reason}; Retry-After {failure.wait:.0f} s is over the "
                 f"{self.retry.max_retry_after:.0f} s limit",
+                kind=failure.kind,
                 status=failure.status,
             )
         return failure.wait
@@ -265,22 +262,26 @@ class Fetcher:
                     raise ResponseTimeout(
                         url, f"timed out: no complete response within {self.total_timeout:g} s"
                     ) from None
-                raise _Retryable("timed out", timed_out=True) from None
+                raise _Retryable("timed out", "timeout") from None
             except (httpx.RemoteProtocolError, httpx.ReadError) as error:
-                raise _Retryable(f"connection dropped ({_root_cause(error)})") from None
+                raise _Retryable(
+                    f"connection dropped ({root_message(error)})", "connection"
+                ) from None
             except httpx.ConnectError as error:
-                reason = _root_cause(error)
-                if "refused" in reason.lower() or "reset" in reason.lower():
-                    raise _Retryable(f"cannot connect ({reason})") from None
-                raise FetchError(url, f"cannot connect ({reason})") from None
+                reason = f"cannot connect ({root_message(error)})"
+                if refused_or_reset(error):  # a server restarting: worth another try
+                    raise _Retryable(reason, "connection") from None
+                raise FetchError(url, reason, kind="connection") from None
             except _BadRedirect as error:
-                raise FetchError(url, str(error)) from None
+                raise FetchError(url, str(error), kind="redirect") from None
             except httpx.DecodingError as error:
-                raise FetchError(url, f"undecodable body ({_root_cause(error)})") from None
+                reason = f"undecodable body ({root_message(error)})"
+                raise FetchError(url, reason, kind="undecodable") from None
             except httpx.InvalidURL:
-                raise FetchError(url, "redirect to an invalid URL") from None
+                raise FetchError(url, "redirect to an invalid URL", kind="redirect") from None
             except httpx.HTTPError as error:
-                raise FetchError(url, f"request failed ({_root_cause(error)})") from None
+                reason = f"request failed ({root_message(error)})"
+                raise FetchError(url, reason, kind="connection") from None
 
     def _exchange(self, request: _Request, hop: str) -> FetchedPage | str:
         """One GET of ``hop``: its page, or the URL it redirects to."""
@@ -292,13 +293,14 @@ class Fetcher:
             if status in RETRY_STATUSES:
                 raise _Retryable(
                     f"HTTP {status} {response.reason_phrase}".strip(),
-                    _retry_after(response.headers.get("retry-after")),
+                    "http_status",
+                    retry_after_seconds(response.headers.get("retry-after")),
                     host_wide=status in (429, 503),
                     status=status,
                 )
             if status >= 400:
                 reason = f"HTTP {status} {response.reason_phrase or 'error'}".strip()
-                raise FetchError(url, reason, status=status)
+                raise FetchError(url, reason, kind="http_status", status=status)
             if status == 304:
                 return self._page(url, response, b"", "")
             content_type = _media_type(response.headers.get("content-type", ""))
@@ -332,7 +334,9 @@ def _read_limited(request: _Request, response: httpx.Response) -> tuple[bytes, b
     declared = response.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit and not request.truncate:
         raise FetchError(
-            request.url, f"response is {int(declared)} bytes, over the {limit}-byte limit"
+            request.url,
+            f"response is {int(declared)} bytes, over the {limit}-byte limit",
+            kind="too_large",
         )
     chunks: list[bytes] = []
     size = 0
@@ -344,7 +348,9 @@ def _read_limited(request: _Request, response: httpx.Response) -> tuple[bytes, b
                 return b"".join(chunks), True
             compressed = response.headers.get("content-encoding")
             what = "decompressed body" if compressed else "response"
-            raise FetchError(request.url, f"{what} exceeds the {limit}-byte limit")
+            raise FetchError(
+                request.url, f"{what} exceeds the {limit}-byte limit", kind="too_large"
+            )
         size += len(chunk)
         chunks.append(chunk)
     return b"".join(chunks), False
@@ -374,30 +380,5 @@ def _redirect_target(hop: str, location: str) -> str:
     return target
 
 
-def _retry_after(value: str | None) -> float | None:
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
-
-
 def _media_type(header: str) -> str:
     return header.split(";", 1)[0].strip().lower()
-
-
-def _root_cause(error: BaseException) -> str:
-    # httpx wraps the socket error; the innermost message says what happened
-    # ("Name or service not known", "Connection refused").
-    cause: BaseException = error
-    while cause.__cause__ is not None or cause.__context__ is not None:
-        cause = cause.__cause__ or cause.__context__  # type: ignore[assignment]
-    message = str(cause) or type(cause).__name__
-    return message.splitlines()[0]

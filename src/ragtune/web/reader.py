@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Iterator
-from pathlib import Path
 from typing import Literal
 
 from ragtune.documents import OUTLINKS, Document
 from ragtune.errors import FetchError, RagtuneError
-from ragtune.extract import ExtractedPage, extract_html
-from ragtune.extract.files import HTML_SUFFIXES, file_documents, named, read_file
 from ragtune.web.crawl import Crawler, CrawlEvent, CrawlOptions, CrawlReport
 from ragtune.web.extraction_pool import extract_pages
 from ragtune.web.fetch import (
@@ -19,7 +16,6 @@ from ragtune.web.fetch import (
     RetryPolicy,
     Validators,
 )
-from ragtune.web.pages import page_to_documents
 from ragtune.web.politeness import HostThrottle
 from ragtune.web.render import PageRenderer, allowed_origin
 
@@ -149,25 +145,4 @@ class WebReader:
         self.failures.append(error)
 
 
-def extract_source(source: str) -> ExtractedPage:
-    """The main content of one file or URL (for `ragtune extract`)."""
-    if source.startswith(("http://", "https://")):
-        with Fetcher() as fetcher:
-            page = fetcher.fetch(source)
-        if page.is_html:
-            return named(source, lambda: extract_html(page.body, url=page.final_url))
-        return _joined(page_to_documents(page))
-    path = Path(source)
-    if path.suffix.lower() in HTML_SUFFIXES:
-        data = named(source, lambda: read_file(path))
-        return named(source, lambda: extract_html(data, url=path.resolve().as_uri()))
-    return _joined(file_documents(path))
-
-
-def _joined(documents: list[Document]) -> ExtractedPage:
-    text = "\n\n".join(d.text for d in documents)
-    first = documents[0].metadata
-    return ExtractedPage(markdown=text, title=str(first.get("title", "")), metadata=first)
-
-
-__all__ = ["FetchError", "WebReader", "extract_source", "page_to_documents"]
+__all__ = ["FetchError", "WebReader"]

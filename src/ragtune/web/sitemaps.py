@@ -65,6 +65,7 @@ def sitemap_urls(
                     sitemap,
                     f"sitemap truncated at the {MAX_SITEMAP_BYTES / 2**20:g} MB limit; "
                     "the entries before the cut were used",
+                    kind="too_large",
                 )
             )
         for is_index, text in _entries(body):

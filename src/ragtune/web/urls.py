@@ -8,8 +8,8 @@ from urllib.parse import parse_qsl, urldefrag, urljoin, urlsplit, urlunsplit
 
 import httpx
 
-from ragtune.deadline import host_name_encodes
 from ragtune.errors import FetchError
+from ragtune.net.deadline import host_name_encodes
 from ragtune.url_options import is_secret_name, redact
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -48,7 +48,9 @@ def check_url(url: str) -> None:
     or records must not hold them. The error names the URL with them hidden."""
     shown = redact(mask_userinfo(url))
     if len(url) > MAX_URL_LENGTH:
-        raise FetchError(shown[:80] + "…", f"URL is longer than {MAX_URL_LENGTH} characters")
+        raise FetchError(
+            shown[:80] + "…", f"URL is longer than {MAX_URL_LENGTH} characters", kind="invalid_url"
+        )
     host = ""
     try:
         parts = urlsplit(url)
@@ -57,19 +59,23 @@ def check_url(url: str) -> None:
     except (ValueError, httpx.InvalidURL) as error:
         # The parser's message may quote a piece of a password; then say less.
         detail = "" if shown != url else f" ({error})"
-        raise FetchError(shown, f"invalid URL{detail}") from None
+        raise FetchError(shown, f"invalid URL{detail}", kind="invalid_url") from None
     if parts.scheme not in ("http", "https"):
-        raise FetchError(shown, "not an http(s) URL")
+        raise FetchError(shown, "not an http(s) URL", kind="invalid_url")
     if "@" in parts.netloc:
         raise FetchError(
-            shown, "URL has a user name or password in it; ragtune sends no credentials"
+            shown,
+            "URL has a user name or password in it; ragtune sends no credentials",
+            kind="invalid_url",
         )
     if not parts.hostname:
-        raise FetchError(shown, "URL has no host")
+        raise FetchError(shown, "URL has no host", kind="invalid_url")
     if _BAD_HOST_CHARS.search(parts.hostname):
-        raise FetchError(shown, "invalid URL (illegal characters in the host name)")
+        raise FetchError(
+            shown, "invalid URL (illegal characters in the host name)", kind="invalid_url"
+        )
     if not host_name_encodes(host):
-        raise FetchError(shown, "invalid URL (bad host name)")
+        raise FetchError(shown, "invalid URL (bad host name)", kind="invalid_url")
 
 
 def check_seed(url: str) -> None:
@@ -85,6 +91,7 @@ def check_seed(url: str) -> None:
             redact(url),
             f"URL has a secret in its query ({secret}=...); the index would keep and show "
             "it, so ragtune refuses such URLs",
+            kind="invalid_url",
         )
 
 

@@ -1,46 +1,65 @@
-"""Text embedders: a local sentence-transformers directory (PyTorch, ONNX or int8 ONNX)
-or an OpenAI-compatible endpoint, all behind one surface and one factory.
+"""Text embedders: a local sentence-transformers directory (int8 ONNX by default where the
+onnx extra is installed, else PyTorch; or plain ONNX) or an OpenAI-compatible endpoint,
+all behind one surface and one factory.
 
-    make_embedder(None)                                   # bundled MiniLM, PyTorch
-    make_embedder("/models/bge-small", backend="onnx-int8")
+    make_embedder(None)                                   # bundled MiniLM
+    make_embedder("/models/bge-small", backend="torch")
     make_embedder("openai:http://127.0.0.1:8000/v1?model=nomic-embed-text")
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
-from ragtune.index.embedding.base import EmbedderConfigError, TextEmbedder
+from ragtune.errors import EmbedderConfigError
+from ragtune.index.embedding.base import TextEmbedder
 from ragtune.index.embedding.local import BACKENDS, DEFAULT_BACKEND, Embedder, resolve_backend
-from ragtune.index.embedding.remote import (
-    EmbeddingConnectionError,
-    EmbeddingHTTPError,
-    EmbeddingResponseError,
-    EmbeddingServiceError,
-    EmbeddingTimeoutError,
-    OpenAIEmbedder,
-)
-from ragtune.url_options import redact
+from ragtune.index.embedding.remote import OpenAIEmbedder
+from ragtune.url_options import ModelSpec, parse_spec, redact
 
 __all__ = [
     "BACKENDS",
     "DEFAULT_BACKEND",
+    "EMBEDDER_FACTORIES",
     "Embedder",
-    "EmbedderConfigError",
-    "EmbeddingConnectionError",
-    "EmbeddingHTTPError",
-    "EmbeddingResponseError",
-    "EmbeddingServiceError",
-    "EmbeddingTimeoutError",
     "OpenAIEmbedder",
     "TextEmbedder",
     "is_remote_spec",
     "make_embedder",
 ]
 
+EMBEDDER_SPEC_HELP = (
+    "a sentence-transformers model directory (backend torch, onnx or onnx-int8), or "
+    "openai:http://HOST:PORT/v1?model=NAME (or a plain http(s) URL) for an "
+    "OpenAI-compatible endpoint"
+)
+
+
+def _local(spec: ModelSpec, backend: str | None) -> TextEmbedder:
+    return Embedder(spec.text or None, backend=resolve_backend(backend))
+
+
+def _remote(spec: ModelSpec, backend: str | None) -> TextEmbedder:
+    if backend and backend != "openai":
+        raise EmbedderConfigError(
+            f"backend {backend!r} applies to local models, not to the endpoint {redact(spec.text)}"
+        )
+    return OpenAIEmbedder.from_spec(spec.text)
+
+
+# The empty scheme is a path (none at all: the bundled MiniLM).
+EMBEDDER_FACTORIES: dict[str, Callable[[ModelSpec, str | None], TextEmbedder]] = {
+    "": _local,
+    "openai": _remote,
+    "http": _remote,
+    "https": _remote,
+}
+
 
 def is_remote_spec(spec: str | Path | None) -> bool:
-    return isinstance(spec, str) and spec.startswith(("openai:", "http://", "https://"))
+    """Whether ``spec`` names an endpoint rather than a model on this machine."""
+    return isinstance(spec, str) and EMBEDDER_FACTORIES.get(parse_spec(spec).scheme) is _remote
 
 
 def make_embedder(
@@ -52,7 +71,8 @@ def make_embedder(
     directory. ``openai:URL?model=NAME`` or ``http(s)://URL?model=NAME``: an
     OpenAI-compatible endpoint (see :class:`OpenAIEmbedder` for the options).
     ``backend`` ("torch", "onnx", "onnx-int8"; default $RAGTUNE_EMBED_BACKEND,
-    else "torch") applies to local models only. An embedder is returned as is.
+    else ``DEFAULT_BACKEND``) applies to local models only. An embedder is
+    returned as is.
     """
     if isinstance(spec, TextEmbedder):
         if backend and backend != spec.backend:
@@ -60,11 +80,10 @@ def make_embedder(
                 f"embedder {spec.name} runs on {spec.backend}, not the requested {backend}"
             )
         return spec
-    if is_remote_spec(spec):
-        if backend and backend != "openai":
-            raise EmbedderConfigError(
-                f"backend {backend!r} applies to local models, not to the endpoint "
-                f"{redact(str(spec))}"
-            )
-        return OpenAIEmbedder.from_spec(str(spec))
-    return Embedder(spec or None, backend=resolve_backend(backend))
+    parsed = parse_spec(spec or "")
+    factory = EMBEDDER_FACTORIES.get(parsed.scheme)
+    if factory is None:
+        raise EmbedderConfigError(
+            f"unknown embedder spec {redact(parsed.text)!r}; expected {EMBEDDER_SPEC_HELP}"
+        )
+    return factory(parsed, backend)

@@ -9,14 +9,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ragtune.errors import ModelNotFoundError, RagtuneError, first_line, one_line
+from ragtune.errors import ModelNotFoundError, first_line, one_line
 
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
-
-
-class EmbedderConfigError(RagtuneError):
-    """An embedder spec, backend name or option is not usable."""
 
 
 class TextEmbedder(ABC):

@@ -11,9 +11,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ragtune.assets import DEFAULT_EMBEDDER
-from ragtune.errors import ModelNotFoundError, first_line
+from ragtune.errors import EmbedderConfigError, ModelNotFoundError, first_line
 from ragtune.index.embedding.base import (
-    EmbedderConfigError,
     TextEmbedder,
     load_counting_tokenizer,
     read_model_json,

@@ -18,68 +18,44 @@ name, ``?api_key=``, ``?token=``) is refused: the index keeps its embedder's URL
 and every later command reopens it, so the key must come from the environment.
 
 ``timeout`` bounds each request's whole response, not only each read: a server
-that drips its answer cannot hold an ingest.
+that drips its answer cannot hold an ingest. Keys, retries, deadlines and error
+messages are those of every OpenAI-compatible endpoint
+(:mod:`ragtune.net.openai_client`); this module shapes the requests and reads the
+vectors.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import time
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
-import httpx
 import numpy as np
 
 from ragtune.assets import DEFAULT_EMBEDDER
-from ragtune.deadline import Deadline, deadline_client
-from ragtune.errors import RagtuneError
-from ragtune.index.embedding.base import (
+from ragtune.errors import (
     EmbedderConfigError,
-    TextEmbedder,
-    load_counting_tokenizer,
-    normalise,
+    EmbeddingConnectionError,
+    EmbeddingHTTPError,
+    EmbeddingResponseError,
+    EmbeddingTimeoutError,
 )
+from ragtune.index.embedding.base import TextEmbedder, load_counting_tokenizer, normalise
+from ragtune.net.openai_client import EndpointErrors, OpenAIClient
 from ragtune.url_options import redact, split_url_options, without_userinfo
 
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
 
 API_KEY_VARS = ("RAGTUNE_EMBED_API_KEY", "OPENAI_API_KEY")
-RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
-_MAX_RETRY_AFTER_S = 30.0
-
-
-class EmbeddingServiceError(RagtuneError):
-    """The embeddings endpoint failed; the message names it and says how, on one line."""
-
-    def __init__(self, url: str, reason: str) -> None:
-        super().__init__(redact(f"embedding endpoint {url}: {reason}", *_api_keys()))
-        self.url = redact(url)
-        self.reason = redact(reason, *_api_keys())
-
-
-class EmbeddingConnectionError(EmbeddingServiceError):
-    """Nothing answers at the address (refused, unknown host, reset)."""
-
-
-class EmbeddingTimeoutError(EmbeddingServiceError):
-    """The endpoint did not answer in time."""
-
-
-class EmbeddingHTTPError(EmbeddingServiceError):
-    """The endpoint answered with an HTTP error status."""
-
-    def __init__(self, url: str, status: int, reason: str) -> None:
-        super().__init__(url, reason)
-        self.status = status
-
-
-class EmbeddingResponseError(EmbeddingServiceError):
-    """The answer is not what the protocol promises: malformed JSON, wrong count or dimensions."""
+_ERRORS = EndpointErrors(
+    connection=EmbeddingConnectionError,
+    timeout=EmbeddingTimeoutError,
+    status=lambda url, reason, status: EmbeddingHTTPError(url, status, reason),
+    answer=EmbeddingResponseError,
+)
 
 
 class OpenAIEmbedder(TextEmbedder):
@@ -190,23 +166,17 @@ class OpenAIEmbedder(TextEmbedder):
         return self._dimensions
 
     @cached_property
-    def _deadline(self) -> Deadline:
-        return Deadline()
-
-    @cached_property
-    def _client(self) -> httpx.Client:
-        timeout = httpx.Timeout(self.timeout, connect=min(self.timeout, 10.0))
-        return deadline_client(self._deadline, timeout=timeout)
+    def _http(self) -> OpenAIClient:
+        return OpenAIClient(
+            key_vars=API_KEY_VARS,
+            errors=_ERRORS,
+            timeout=self.timeout,
+            retries=self.retries,
+            backoff=self.backoff,
+        )
 
     def close(self) -> None:
-        if "_client" in self.__dict__:
-            self._client.close()
-            del self.__dict__["_client"]
-
-    def _post(self, payload: dict[str, Any], headers: dict[str, str]) -> httpx.Response:
-        """One request and its whole response, within ``timeout`` seconds."""
-        with self._deadline.within(self.timeout):
-            return self._client.post(self.url, json=payload, headers=headers)
+        self._http.close()
 
     def embed(self, texts: list[str]) -> np.ndarray:
         """Unit-length float32 vectors, one row per text."""
@@ -220,47 +190,10 @@ class OpenAIEmbedder(TextEmbedder):
 
     def _request(self, texts: list[str]) -> np.ndarray:
         payload = {"model": self.model, "input": texts, "encoding_format": "float"}
-        headers = {"Accept": "application/json"}
-        key = next(iter(_api_keys()), None)
-        if key:
-            headers["Authorization"] = f"Bearer {key}"
-        attempt = 0
-        while True:
-            try:
-                response = self._post(payload, headers)
-            except httpx.TimeoutException:
-                raise EmbeddingTimeoutError(
-                    self.url, f"no answer within {self.timeout:g} s"
-                ) from None
-            except httpx.TransportError as error:
-                raise EmbeddingConnectionError(self.url, _connection_reason(error)) from None
-            if response.status_code in RETRY_STATUSES and attempt < self.retries:
-                time.sleep(self._delay(attempt, response))
-                attempt += 1
-                continue
-            if response.status_code >= 400:
-                raise EmbeddingHTTPError(
-                    self.url,
-                    response.status_code,
-                    f"HTTP {response.status_code}{_error_detail(response)}"
-                    + (f" after {attempt + 1} attempts" if attempt else ""),
-                )
-            return self._vectors(response, len(texts))
+        return self._vectors(self._http.post_json(self.url, payload), len(texts))
 
-    def _delay(self, attempt: int, response: httpx.Response) -> float:
-        retry_after = response.headers.get("retry-after", "")
-        try:
-            if retry_after:
-                return min(max(float(retry_after), 0.0), _MAX_RETRY_AFTER_S)
-        except ValueError:
-            pass  # an HTTP date: fall back to exponential backoff
-        return float(self.backoff * 2**attempt)
-
-    def _vectors(self, response: httpx.Response, expected: int) -> np.ndarray:
-        try:
-            body = response.json()
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise EmbeddingResponseError(self.url, "the answer is not valid JSON") from None
+    def _vectors(self, body: Any, expected: int) -> np.ndarray:
+        """Unit-length rows from an embeddings answer, in the order of the inputs."""
         data = body.get("data") if isinstance(body, dict) else None
         if not isinstance(data, list):
             raise EmbeddingResponseError(self.url, 'the answer has no "data" list')
@@ -310,11 +243,6 @@ _SPEC_OPTIONS = frozenset(
 )
 
 
-def _api_keys() -> list[str]:
-    """The API keys the environment holds, in the order they are looked for."""
-    return [os.environ[name] for name in API_KEY_VARS if os.environ.get(name)]
-
-
 def _int_option(options: dict[str, str], key: str) -> int | None:
     value = options.get(key)
     return int(value) if value else None
@@ -327,26 +255,3 @@ def _tokenizer_file(tokenizer: str | Path | None) -> Path:
     if not path.is_file():
         raise EmbedderConfigError(f"tokenizer {path} does not exist (give a tokenizer.json)")
     return path
-
-
-def _connection_reason(error: httpx.TransportError) -> str:
-    text = str(error) or type(error).__name__
-    if "refused" in text.lower():
-        return "connection refused"
-    return " ".join(text.split())[:200]
-
-
-def _error_detail(response: httpx.Response) -> str:
-    """The server's own message, if short, on one line."""
-    detail = ""
-    try:
-        body = response.json()
-        if isinstance(body, dict):
-            error = body.get("error", body.get("detail", ""))
-            detail = str(error.get("message", error) if isinstance(error, dict) else error)
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        detail = response.text
-    detail = " ".join(detail.split())
-    if not detail:
-        return ""
-    return f": {detail[:160]}{'...' if len(detail) > 160 else ''}"

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ragtune.errors import DatasetError
-from ragtune.train.records import ChatRecord, Message, PreferencePair, TextRecord
+from ragtune.train.data.records import ChatRecord, Message, PreferencePair, TextRecord
 
 log = logging.getLogger(__name__)
 

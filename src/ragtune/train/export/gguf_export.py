@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,9 +26,10 @@ from typing import Any
 
 import numpy as np
 
+from ragtune.atomic import StagedFile
 from ragtune.errors import ModelNotFoundError, TrainingError, is_disk_full
 from ragtune.llm.adapters import is_adapter_dir
-from ragtune.train.base_model import check_model_dir, recorded_gguf
+from ragtune.train.models.base_model import check_model_dir, recorded_gguf
 from ragtune.train.outputs import check_parents, refuse_existing, within
 
 FORMATS = ("f32", "f16", "q8_0")
@@ -143,7 +143,7 @@ class _MergedSource(_Source):
     """A PEFT adapter folded into its base in memory (nothing is written besides the GGUF)."""
 
     def __init__(self, adapter_dir: Path, base_dir: Path) -> None:
-        from ragtune.train.merge import merged_model
+        from ragtune.train.export.merge import merged_model
 
         model, _ = merged_model(adapter_dir, base_dir)
         self.state = {name: tensor.detach() for name, tensor in model.state_dict().items()}
@@ -164,7 +164,7 @@ def _model_dirs(model_dir: Path) -> list[Path]:
         raise ModelNotFoundError(f"model {model_dir} does not exist")
     if is_adapter_dir(model_dir):
         from ragtune.llm.adapters import adapter_base
-        from ragtune.train.base_model import resolve_base_model
+        from ragtune.train.models.base_model import resolve_base_model
 
         return [model_dir, resolve_base_model(adapter_base(model_dir))]
     check_model_dir(model_dir)
@@ -514,29 +514,21 @@ def _write_atomically(
     progress: Progress | None,
 ) -> None:
     try:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        handle, name = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent)
-        os.close(handle)
+        with StagedFile(output) as scratch:
+            try:
+                writer.write_header_to_file(path=scratch)
+                writer.write_kv_data_to_file()
+                writer.write_ti_data_to_file()
+                for done, item in enumerate(_tensors(plan, source, config), start=1):
+                    writer.write_tensor_data(item)
+                    if progress is not None:
+                        progress(done, len(plan))
+                writer.close()
+            except BaseException:
+                _close_quietly(writer)
+                raise
     except OSError as error:
         raise _write_error(error, output) from None
-    scratch = Path(name)
-    try:
-        writer.write_header_to_file(path=scratch)
-        writer.write_kv_data_to_file()
-        writer.write_ti_data_to_file()
-        for done, item in enumerate(_tensors(plan, source, config), start=1):
-            writer.write_tensor_data(item)
-            if progress is not None:
-                progress(done, len(plan))
-        writer.close()
-        scratch.chmod(0o644)  # mkstemp makes it private
-        os.replace(scratch, output)
-    except OSError as error:
-        _discard(writer, scratch)
-        raise _write_error(error, output) from None
-    except BaseException:
-        _discard(writer, scratch)
-        raise
 
 
 def _tensors(plan: list[_Planned], source: _Source, config: dict[str, Any]) -> Iterator[Any]:
@@ -544,13 +536,12 @@ def _tensors(plan: list[_Planned], source: _Source, config: dict[str, Any]) -> I
         yield _tensor_data(source, item, config)
 
 
-def _discard(writer: Any, scratch: Path) -> None:
+def _close_quietly(writer: Any) -> None:
     for handle in writer.fout or []:
         # The flush of a full disk fails again; close() still frees the descriptor.
         with contextlib.suppress(OSError):
             handle.close()
     writer.fout = None
-    scratch.unlink(missing_ok=True)
 
 
 def _write_error(error: OSError, output: Path) -> TrainingError:

@@ -18,7 +18,7 @@ from torch.utils.checkpoint import checkpoint
 
 from ragtune.errors import TrainingError, first_line
 from ragtune.train.config import ALL_LINEAR, TrainConfig
-from ragtune.train.encode import IGNORE
+from ragtune.train.data.encode import IGNORE
 
 
 def pick_dtype(config: TrainConfig) -> torch.dtype:

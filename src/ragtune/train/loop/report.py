@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ragtune.atomic import StagedFile
+
 
 @dataclass
 class RunResult:
@@ -57,10 +59,11 @@ def plot_losses(history: list[dict[str, Any]], path: Path) -> None:
     axes.grid(alpha=0.3)
     axes.legend()
     figure.tight_layout()
-    temporary = path.with_name(f".{path.name}.tmp")
-    figure.savefig(temporary, format="png")
-    plt.close(figure)
-    temporary.replace(path)
+    try:
+        with StagedFile(path) as staged:  # a viewer open on loss.png never sees half of one
+            figure.savefig(staged, format="png")
+    finally:
+        plt.close(figure)
 
 
 def summary_lines(result: RunResult, saved: Path, output: Path) -> list[str]:

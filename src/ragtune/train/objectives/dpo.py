@@ -16,9 +16,9 @@ from typing import Any
 import torch
 from torch.nn import functional
 
-from ragtune.train.encode import PairExample
-from ragtune.train.model import SelectiveLoss
-from ragtune.train.sft import pad_examples
+from ragtune.train.data.encode import PairExample
+from ragtune.train.models.trainable import SelectiveLoss
+from ragtune.train.objectives.sft import pad_examples
 
 
 class PreferenceObjective:

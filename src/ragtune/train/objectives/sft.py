@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import torch
 
-from ragtune.train.encode import IGNORE, Example
+from ragtune.train.data.encode import IGNORE, Example
 
 
 def pad_examples(examples: Sequence[Example], pad_id: int) -> dict[str, torch.Tensor]:

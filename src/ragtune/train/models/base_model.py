@@ -15,17 +15,16 @@ import hashlib
 import io
 import json
 import mmap
-import os
 import re
 import shutil
 import struct
 import sys
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from ragtune.atomic import StagedDirectory, discard_leftovers
 from ragtune.errors import ModelNotFoundError, is_disk_full, one_line
 from ragtune.runtime import cache_dir
 
@@ -256,29 +255,25 @@ def _convert_into_place(gguf_file: Path, digest: str, target: Path) -> None:
 
     if target.exists():  # a partial or damaged directory: rebuild it
         shutil.rmtree(target, ignore_errors=True)
-    _sweep_temporaries(target)
-    scratch = Path(tempfile.mkdtemp(prefix=f".tmp-{target.name}-", dir=target.parent))
+    # Only the lock holder writes these, so any left over are from a process that died.
+    discard_leftovers(target.parent, target.name)
+    staging = StagedDirectory(target)
     try:
-        # Bound to the real stderr now: _convert silences sys.stderr while transformers runs.
-        console = Console(file=sys.stderr)
-        with console.status(  # Text: a "[" in a path is not Rich markup
-            Text(f"Converting {gguf_file.name} to plain weights, once; cached at {target}")
-        ):
-            _convert(gguf_file, scratch)
-            (scratch / SOURCE_FILE).write_text(
-                json.dumps({"gguf": str(gguf_file.resolve()), "sha256": digest}, indent=2)
-            )
-        scratch.chmod(0o755)  # mkdtemp makes it private; the cache is as readable as ~/.cache
-        os.rename(scratch, target)
+        with staging as scratch:
+            # Bound to the real stderr now: _convert silences sys.stderr while transformers runs.
+            console = Console(file=sys.stderr)
+            with console.status(  # Text: a "[" in a path is not Rich markup
+                Text(f"Converting {gguf_file.name} to plain weights, once; cached at {target}")
+            ):
+                _convert(gguf_file, scratch)
+                (scratch / SOURCE_FILE).write_text(
+                    json.dumps({"gguf": str(gguf_file.resolve()), "sha256": digest}, indent=2)
+                )
     except (OSError, SafetensorError) as error:
-        shutil.rmtree(scratch, ignore_errors=True)
         reason = "disk full" if is_disk_full(error) else one_line(error)
         raise ModelNotFoundError(
             f"cannot write the converted model to {target.parent}: {reason}"
         ) from None
-    except BaseException:
-        shutil.rmtree(scratch, ignore_errors=True)
-        raise
 
 
 def _convert(gguf_file: Path, where: Path) -> None:
@@ -332,12 +327,6 @@ def _has_weights(directory: Path) -> bool:
     if any((directory / name).is_file() for name in _WEIGHT_FILES):
         return True
     return any(directory.glob("model-*.safetensors"))
-
-
-def _sweep_temporaries(target: Path) -> None:
-    # Only the lock holder writes these, so any left over are from a process that died.
-    for leftover in target.parent.glob(f".tmp-{target.name}-*"):
-        shutil.rmtree(leftover, ignore_errors=True)
 
 
 @contextmanager

@@ -18,7 +18,6 @@ beside it.
 from __future__ import annotations
 
 import json
-import os
 import pickle
 import re
 import shutil
@@ -26,7 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ragtune.errors import TrainingError, first_line, is_disk_full
+from ragtune.atomic import StagedDirectory, discard_leftovers, write_failure, write_text_atomic
+from ragtune.errors import TrainingError, first_line
 
 if TYPE_CHECKING:  # torch is imported where used: a bad dataset fails before it loads
     import torch
@@ -79,21 +79,17 @@ def save_checkpoint(
     root = checkpoint_dir(output)
     root.mkdir(parents=True, exist_ok=True)
     final = root / step_name(step)
-    staging = root / f".{step_name(step)}.tmp-{os.getpid()}"
-    shutil.rmtree(staging, ignore_errors=True)
     try:
-        staging.mkdir()
-        save_file(trainable_state(model), str(staging / "trainable.safetensors"))
-        torch.save(optimizer.state_dict(), staging / "optimizer.pt")
-        torch.save(scheduler.state_dict(), staging / "scheduler.pt")
-        torch.save(torch.get_rng_state(), staging / "rng.pt")
-        _write_json(staging / "state.json", {**state, "step": step})
-        _fsync_tree(staging)
-        shutil.rmtree(final, ignore_errors=True)  # a rerun of the same step after a resume
-        os.rename(staging, final)
-        _replace_text(root / LATEST, final.name)
+        # A rerun of the same step after a resume replaces that step's checkpoint whole.
+        with StagedDirectory(final) as staging:
+            save_file(trainable_state(model), str(staging / "trainable.safetensors"))
+            torch.save(optimizer.state_dict(), staging / "optimizer.pt")
+            torch.save(scheduler.state_dict(), staging / "scheduler.pt")
+            torch.save(torch.get_rng_state(), staging / "rng.pt")
+            state_json = json.dumps({**state, "step": step})
+            (staging / "state.json").write_text(state_json, encoding="utf-8")
+        write_text_atomic(root / LATEST, final.name + "\n")
     except Exception as error:  # torch and safetensors report a full disk in their own types
-        shutil.rmtree(staging, ignore_errors=True)
         raise TrainingError(_save_failure(error, root, final, latest_name(output))) from None
     _prune(root, keep)
     return final
@@ -105,66 +101,15 @@ def _save_failure(error: Exception, root: Path, target: Path, latest: str | None
     return f"cannot save checkpoint {target}: {reason}; {kept}"
 
 
-# Less free space than this after a failed write: the disk is what failed.
-NEARLY_FULL_BYTES = 16 * 2**20
-
-
-def write_failure(error: BaseException, where: Path) -> str:
-    """A short reason for a failed write: "disk full" whichever library reported it."""
-    if is_disk_full(error):
-        return "disk full"
-    try:
-        if shutil.disk_usage(where).free < NEARLY_FULL_BYTES:
-            return "disk full"
-    except OSError:
-        pass
-    return first_line(error)
-
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    with open(path, "w", encoding="utf-8") as handle:
-        json.dump(data, handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-
-
-def _replace_text(path: Path, text: str) -> None:
-    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(temporary, "w", encoding="utf-8") as handle:
-            handle.write(text + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
-    _fsync_dir(path.parent)
-
-
-def _fsync_tree(directory: Path) -> None:
-    for item in directory.iterdir():
-        with open(item, "rb") as handle:
-            os.fsync(handle.fileno())
-    _fsync_dir(directory)
-
-
-def _fsync_dir(directory: Path) -> None:
-    descriptor = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
-
-
 def _prune(root: Path, keep: int) -> None:
-    """Old checkpoints beyond ``keep`` and debris of interrupted saves go."""
+    """Old checkpoints beyond ``keep`` and debris of interrupted saves go (one run
+    writes into ``root``: nothing else is writing there)."""
     latest = (root / LATEST).read_text().strip() if (root / LATEST).exists() else None
     steps = sorted(p for p in root.glob("step-*") if p.is_dir())
     for old in steps[:-keep]:
         if old.name != latest:
             shutil.rmtree(old, ignore_errors=True)
-    for debris in root.glob(".step-*.tmp-*"):
-        shutil.rmtree(debris, ignore_errors=True)
+    discard_leftovers(root)
 
 
 def latest_name(output: Path) -> str | None:

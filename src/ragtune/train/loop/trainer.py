@@ -20,11 +20,12 @@ from typing import Any, Protocol
 
 import torch
 
+from ragtune.atomic import write_failure
 from ragtune.errors import TrainingError
-from ragtune.train import checkpoints
 from ragtune.train.config import TrainConfig, config_as_dict
-from ragtune.train.progress import TrainingProgress
-from ragtune.train.report import RunResult, plot_losses
+from ragtune.train.loop import checkpoints
+from ragtune.train.loop.progress import TrainingProgress
+from ragtune.train.loop.report import RunResult, plot_losses
 
 # Batches are formed within windows of this many batches sorted by length, so a batch
 # holds sequences of similar length and little padding (as Trainer's group_by_length).
@@ -308,7 +309,7 @@ def write_metrics(output: Path, history: list[dict[str, Any]]) -> None:
         (output / "metrics.jsonl").write_text(lines, encoding="utf-8")
         plot_losses(history, output / "loss.png")
     except OSError as error:
-        reason = checkpoints.write_failure(error, output)
+        reason = write_failure(error, output)
         raise TrainingError(f"cannot write metrics in {output}: {reason}") from None
 
 

@@ -8,16 +8,20 @@ rename replaces ``output_dir`` whole, so it may not hold the adapter or the base
 
 from __future__ import annotations
 
-import os
 import shutil
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
 
+from ragtune.atomic import StagedDirectory
 from ragtune.errors import ModelNotFoundError, TrainingError, is_disk_full, one_line
 from ragtune.llm.adapters import adapter_base, check_adapter_weights, read_adapter_config
-from ragtune.train.base_model import SOURCE_FILE, recorded_gguf, resolve_base_model, spec_path
+from ragtune.train.models.base_model import (
+    SOURCE_FILE,
+    recorded_gguf,
+    resolve_base_model,
+    spec_path,
+)
 from ragtune.train.outputs import check_parents, refuse_inputs_within
 
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
@@ -99,41 +103,25 @@ def _inputs(adapter_dir: Path, base: str | Path | None, base_dir: Path) -> list[
 
 
 def _save_atomically(merged: Any, tokenizer: Any, base_dir: Path, output_dir: Path) -> None:
+    """The merged model, written aside and put in place whole: the output holds either the
+    old model or the new one, never a mixture."""
     parent = output_dir.parent
     try:
-        parent.mkdir(parents=True, exist_ok=True)
-        scratch = Path(tempfile.mkdtemp(prefix=f".tmp-{output_dir.name}-", dir=parent))
+        staging = StagedDirectory(output_dir)
     except OSError as error:
         raise TrainingError(f"cannot write into {parent}: {error.strerror or error}") from None
     from safetensors import SafetensorError
 
     try:
-        merged.save_pretrained(scratch)
-        tokenizer.save_pretrained(scratch)
-        if (base_dir / SOURCE_FILE).is_file():  # lets the GGUF exporter reuse its tokenizer
-            shutil.copy2(base_dir / SOURCE_FILE, scratch / SOURCE_FILE)
-        scratch.chmod(0o755)  # mkdtemp makes it private
-        _replace_dir(scratch, output_dir)
+        with staging as scratch:
+            merged.save_pretrained(scratch)
+            tokenizer.save_pretrained(scratch)
+            if (base_dir / SOURCE_FILE).is_file():  # lets the GGUF exporter reuse its tokenizer
+                shutil.copy2(base_dir / SOURCE_FILE, scratch / SOURCE_FILE)
     except (OSError, SafetensorError) as error:
         # safetensors reports a full disk as its own error, "... (os error 28)", not OSError.
-        shutil.rmtree(scratch, ignore_errors=True)
         reason = "disk full" if is_disk_full(error) else one_line(error)
         raise TrainingError(f"cannot save the merged model to {output_dir}: {reason}") from None
-    except BaseException:
-        shutil.rmtree(scratch, ignore_errors=True)
-        raise
-
-
-def _replace_dir(scratch: Path, output_dir: Path) -> None:
-    # rename() cannot replace a non-empty directory: move the old one aside first, so the
-    # output holds either the old model or the new one, never a mixture.
-    if output_dir.exists():
-        retired = output_dir.with_name(f".old-{output_dir.name}-{os.getpid()}")
-        os.rename(output_dir, retired)
-        os.rename(scratch, output_dir)
-        shutil.rmtree(retired, ignore_errors=True)
-    else:
-        os.rename(scratch, output_dir)
 
 
 def _has_tokenizer(directory: Path) -> bool:

@@ -1,32 +1,25 @@
-"""``ragtune merge`` and ``ragtune export``: a tuned model out of training, into llama.cpp.
+"""Commands that package a model: ``merge`` and ``export``, out of training into llama.cpp.
 
-Registered on the main app by ``cli.py``; like every command, failures are RagtuneErrors
-that ``cli.main`` prints as one ``error:`` line. Paths are user data: the consoles of
-``ragtune.terminal`` print them as they are, without Rich markup or control characters.
+Like every command, failures are RagtuneErrors that ``ragtune.cli.main`` prints as one
+``error:`` line. Paths are user data: the consoles of ``ragtune.terminal`` print them as
+they are, without Rich markup or control characters.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.text import Text
 
-from ragtune.errors import TrainingError
+from ragtune.cli.progress import count_progress
 from ragtune.terminal import err, out
 
-EXPORT_FORMATS = ("gguf",)
+ExportFormat = Literal["gguf"]
 
 
-def register(app: typer.Typer) -> None:
-    """Add the merge and export commands to ``app``."""
-    app.command("merge")(merge)
-    app.command("export")(export)
-
-
-def merge(
+def merge_command(
     adapter_dir: Annotated[Path, typer.Argument(help="A LoRA adapter directory (PEFT).")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Directory to write.")],
     base: Annotated[
@@ -44,7 +37,7 @@ def merge(
 
     Example: ragtune merge ./runs/lora --output ./merged
     """
-    from ragtune.train.merge import merge_adapter
+    from ragtune.train.export.merge import merge_adapter
 
     with err.status(Text(f"Merging {adapter_dir} into its base model")):
         merged = merge_adapter(adapter_dir, output, base, overwrite=overwrite)
@@ -55,13 +48,13 @@ def merge(
     )
 
 
-def export(
+def export_command(
     model_dir: Annotated[
         Path, typer.Argument(help="A model directory, or a LoRA adapter (merged on the fly).")
     ],
     output: Annotated[Path, typer.Option("--output", "-o", help="The .gguf file to write.")],
     format: Annotated[  # noqa: A002 (the option is --format)
-        str, typer.Option("--format", help="Output format: gguf.")
+        ExportFormat, typer.Option("--format", case_sensitive=False, help="Output format: gguf.")
     ] = "gguf",
     quant: Annotated[
         str, typer.Option("--quant", help="Tensor type: f16 (default), q8_0 or f32.")
@@ -76,22 +69,9 @@ def export(
 
     Example: ragtune export ./merged --format gguf --quant q8_0 --output tuned.gguf
     """
-    from ragtune.train.gguf_export import export_gguf
+    from ragtune.train.export.gguf_export import export_gguf
 
-    if format.lower() not in EXPORT_FORMATS:
-        raise TrainingError(f"unknown export format {format!r}; supported: gguf")
-    with Progress(
-        TextColumn("{task.description}", markup=False),
-        BarColumn(),
-        MofNCompleteColumn(),
-        console=err,
-        transient=True,
-    ) as progress:
-        task = progress.add_task(f"Writing {output.name}", total=None)
-
-        def on_tensor(done: int, total: int) -> None:
-            progress.update(task, completed=done, total=total)
-
+    with count_progress(f"Writing {output.name}") as on_tensor:
         written = export_gguf(model_dir, output, quant, overwrite=overwrite, progress=on_tensor)
     size_mb = written.stat().st_size / 1e6
     out.print(f"Wrote {written} ({size_mb:.1f} MB, {quant})")

@@ -1,0 +1,59 @@
+"""The ragtune command line: a thin shell over the Python API.
+
+Every command reports failure as one line on stderr and a non-zero exit code;
+results go to stdout (as JSON with --json) and progress to stderr.
+
+One module per verb group: ``sources`` (ingest, sync, extract), ``query``
+(retrieve, ask, chat), ``models`` (models, demo), ``train`` (finetune, align),
+``export`` (merge, export), ``evaluate`` (eval ...). ``build_app`` below is the one
+place where commands are registered; a new command is a function in its group's
+module and one line there. What only a command needs (torch, training, the LLM
+backends) is imported inside that command, so ``ragtune --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from ragtune.cli.errors import run_app
+from ragtune.cli.evaluate import eval_retrieval_command
+from ragtune.cli.export import export_command, merge_command
+from ragtune.cli.models import demo_command, models_command
+from ragtune.cli.query import ask_command, chat_command, retrieve_command
+from ragtune.cli.sources import extract_command, ingest_command, sync_command
+from ragtune.cli.train import align_command, finetune_command
+
+
+def build_app() -> typer.Typer:
+    """The ``ragtune`` app with every command; ``--help`` lists them in this order."""
+    app = typer.Typer(
+        help="Make an open LLM know your own knowledge: ingest, retrieve, ask.",
+        no_args_is_help=True,
+        pretty_exceptions_enable=False,
+        add_completion=False,
+    )
+    app.command("ingest")(ingest_command)
+    app.command("sync")(sync_command)
+    app.command("retrieve")(retrieve_command)
+    app.command("ask")(ask_command)
+    app.command("chat")(chat_command)
+    app.command("extract")(extract_command)
+    app.command("models")(models_command)
+    app.command("demo")(demo_command)
+    app.command("finetune")(finetune_command)
+    app.command("align")(align_command)
+    app.command("merge")(merge_command)
+    app.command("export")(export_command)
+
+    evaluate = typer.Typer(help="Measure retrieval quality and speed.", no_args_is_help=True)
+    evaluate.command("retrieval")(eval_retrieval_command)
+    app.add_typer(evaluate, name="eval")
+    return app
+
+
+app = build_app()
+
+
+def main() -> None:
+    """The ``ragtune`` console script and ``python -m ragtune``."""
+    run_app(app)

@@ -1,0 +1,32 @@
+"""Option types that several commands share, so each reads and validates the same way."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ragtune.index.ranking import RetrievalMode
+
+IndexOption = Annotated[Path, typer.Option("--index", "-i", help="Index directory.")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+# A Literal type: typer offers exactly the modes the index knows and refuses any other.
+ModeOption = Annotated[
+    RetrievalMode, typer.Option("--mode", help="hybrid (keyword + vector), dense or keyword.")
+]
+TopKOption = Annotated[
+    int, typer.Option("--top-k", "-k", min=1, max=100, help="Passages to retrieve.")
+]
+FilterOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--filter",
+        help="Only passages whose metadata match: key=value, key!=value, key>=value "
+        "(also >, <, <=), key^=prefix, key=a|b; url, title, site or any metadata key "
+        "(repeatable; all must hold).",
+    ),
+]
+MmrOption = Annotated[
+    bool, typer.Option("--mmr", help="Diversify: maximal marginal relevance re-ranking.")
+]

@@ -1,0 +1,219 @@
+"""Commands that read sources: ``ingest``, ``sync`` and ``extract``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+import typer
+from rich.text import Text
+
+from ragtune.cli.options import IndexOption, JsonOption
+from ragtune.cli.progress import source_progress
+from ragtune.ingest import IngestSettings
+from ragtune.terminal import err, out, plain, styled
+from ragtune.web.reader import RenderMode
+from ragtune.web.render import allowed_origin
+
+# Which of a page's renderings ``extract`` prints.
+PageFormat = Literal["markdown", "text"]
+
+
+def ingest_and_report(sources: list[str], index_dir: Path, settings: IngestSettings) -> None:
+    """Ingest with live progress, then list skipped and failed sources and the totals."""
+    from ragtune.ingest import REPORT_FILE, ingest
+
+    with source_progress("Reading") as progress:
+        result = ingest(
+            sources,
+            index_dir,
+            settings,
+            on_event=progress.on_event,
+            on_embed=progress.on_embed,
+        )
+    for url in result.report["urls"]:
+        if url["status"] in ("skipped", "failed"):
+            label = styled(f"{url['status']} ", "yellow" if url["status"] == "skipped" else "red")
+            err.print(Text.assemble(label, plain(f"{url['url']}: {url['reason']}")))
+    counts = result.report["counts"]
+    kinds = ", ".join(f"{kind} {n}" for kind, n in sorted(result.report["skipped"].items()))
+    err.print(
+        f"Indexed {result.documents} documents into {index_dir}: "
+        f"{counts['fetched']} fetched, {counts['unchanged']} unchanged, "
+        f"{counts['skipped']} skipped{f' ({kinds})' if kinds else ''}, {counts['failed']} failed; "
+        f"{result.insert.unchanged} with unchanged text left alone, {result.insert.chunks} chunks "
+        f"written ({result.insert.embedded} embedded, the rest from the cache); "
+        f"{result.stats['documents']} documents, {result.stats['chunks']} chunks in the index. "
+        f"Report: {index_dir / REPORT_FILE}",
+    )
+
+
+def ingest_command(
+    sources: Annotated[list[str], typer.Argument(help="URLs, files or folders to read.")],
+    index: IndexOption,
+    crawl: Annotated[bool, typer.Option("--crawl", help="Follow same-site links.")] = False,
+    max_pages: Annotated[int, typer.Option(min=1, help="Most pages to fetch.")] = 200,
+    max_depth: Annotated[int, typer.Option(min=0, help="Most link hops from a seed.")] = 3,
+    include: Annotated[
+        list[str] | None, typer.Option(help="Only URLs/paths matching this glob (repeatable).")
+    ] = None,
+    exclude: Annotated[
+        list[str] | None, typer.Option(help="Skip URLs/paths matching this glob (repeatable).")
+    ] = None,
+    render: Annotated[
+        RenderMode,
+        typer.Option(help="JavaScript rendering: never, auto (app shells only) or always."),
+    ] = "auto",
+    render_allow: Annotated[
+        list[str] | None,
+        typer.Option(
+            metavar="ORIGIN",
+            help="An origin a rendered page may also reach, e.g. https://cdn.example.com "
+            "(repeatable; by default only the page's own).",
+        ),
+    ] = None,
+    ignore_robots: Annotated[
+        bool, typer.Option("--ignore-robots", help="Do not obey robots.txt.")
+    ] = False,
+    no_sitemaps: Annotated[
+        bool, typer.Option("--no-sitemaps", help="Do not read sitemaps.")
+    ] = False,
+    concurrency: Annotated[int, typer.Option(min=1, max=256, help="Requests at once.")] = 16,
+    per_host: Annotated[int, typer.Option(min=1, max=64, help="Requests at once per host.")] = 4,
+    delay: Annotated[float, typer.Option(min=0, help="Seconds between requests to a host.")] = 0.0,
+    timeout: Annotated[float, typer.Option(min=0.1, help="Seconds to wait for a server.")] = 20.0,
+    skip_failures: Annotated[
+        bool, typer.Option("--skip-failures", help="Index what could be read; skip failed sources.")
+    ] = False,
+    store: Annotated[
+        str | None,
+        typer.Option(
+            help="Where a new index keeps its chunks: lancedb (default, in the index "
+            "directory) or postgresql://USER@HOST/DB[?table=NAME] (password via PGPASSWORD)."
+        ),
+    ] = None,
+    commit_every: Annotated[
+        int,
+        typer.Option(
+            min=1, help="Commit every N chunks: a stopped ingest keeps them; a rerun resumes."
+        ),
+    ] = 512,
+    embed_model: Annotated[
+        str | None,
+        typer.Option(
+            help="Embedder of a new index: a sentence-transformers directory, or "
+            "openai:http://HOST/v1?model=NAME (key from $RAGTUNE_EMBED_API_KEY or "
+            "$OPENAI_API_KEY, never in the URL). Default: bundled MiniLM."
+        ),
+    ] = None,
+    embed_backend: Annotated[
+        str | None,
+        typer.Option(help="For a local embedder: torch, onnx or onnx-int8 (default if installed)."),
+    ] = None,
+    follow_symlinks: Annotated[
+        bool,
+        typer.Option(
+            "--follow-symlinks", help="In a folder, also read symbolic links that lead out of it."
+        ),
+    ] = False,
+) -> None:
+    """Read web pages, files or folders and add their main content to an index.
+
+    Example: ragtune ingest https://example.com/docs --crawl --index ./idx
+    """
+    settings = IngestSettings(
+        crawl=crawl,
+        max_pages=max_pages,
+        max_depth=max_depth,
+        include=include or [],
+        exclude=exclude or [],
+        render=render,
+        render_allow=[allowed_origin(origin) for origin in render_allow or []],
+        obey_robots=not ignore_robots,
+        use_sitemaps=not no_sitemaps,
+        concurrency=concurrency,
+        per_host_concurrency=per_host,
+        delay=delay,
+        timeout=timeout,
+        skip_failures=skip_failures,
+        store=store,
+        commit_every=commit_every,
+        embed_model=embed_model,
+        embed_backend=embed_backend,
+        follow_symlinks=follow_symlinks,
+    )
+    ingest_and_report(sources, index, settings)
+
+
+def sync_command(
+    index: IndexOption,
+    concurrency: Annotated[
+        int | None, typer.Option(min=1, max=256, help="Requests at once (default: as ingested).")
+    ] = None,
+    timeout: Annotated[
+        float | None,
+        typer.Option(min=0.1, help="Seconds to wait for a server (default: as ingested)."),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Check every source, but change nothing.")
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Revisit an index's sources: re-embed changed pages, remove vanished ones, add new ones.
+
+    Sources are read again with the settings they were ingested with (a crawl
+    finds new pages); pages answering 404/410 and deleted files are removed;
+    other failures keep the page and are listed. Exits 1 only if nothing
+    could be checked.
+
+    Example: ragtune sync --index ./idx
+    """
+    from ragtune.sync import sync
+
+    with source_progress("Checking") as progress:
+        result = sync(
+            index,
+            concurrency=concurrency,
+            timeout=timeout,
+            dry_run=dry_run,
+            on_event=progress.on_event,
+            on_embed=progress.on_embed,
+        )
+    if as_json:
+        out.print_data(result.to_dict())
+        return
+    styles = {"changed": "cyan", "added": "green", "removed": "magenta", "failed": "red"}
+    for url in result.urls:
+        if url.action != "unchanged":
+            label = styled(f"{url.action:<8} ", styles.get(url.action, "yellow"))
+            reason = f": {url.reason}" if url.reason else ""
+            out.print(Text.assemble(label, plain(url.url + reason)))
+    skipped = f", {result.skipped} skipped" if result.skipped else ""
+    counts = (
+        f"{result.unchanged} unchanged, {result.changed} changed"
+        f"{'' if dry_run else f' ({result.chunks_embedded} chunks embedded)'}, "
+        f"{result.removed} removed, {result.added} added, {result.failed} failed{skipped}"
+    )
+    if dry_run:
+        out.print(f"Dry run, nothing written: {index} would have {counts}")
+    else:
+        out.print(
+            f"Synced {index}: {counts}; "
+            f"{result.documents} documents, {result.chunks} chunks in the index",
+        )
+
+
+def extract_command(
+    source: Annotated[str, typer.Argument(help="An HTML/Markdown/text file, or an http(s) URL.")],
+    format: Annotated[  # noqa: A002 (the option is --format)
+        PageFormat, typer.Option("--format", "-f", help="markdown or text.")
+    ] = "markdown",
+) -> None:
+    """Print the main content of one page.
+
+    Example: ragtune extract page.html --format text
+    """
+    from ragtune.web.pages import extract_source
+
+    page = extract_source(source)
+    out.print(page.markdown if format == "markdown" else page.text)
