@@ -64,3 +64,17 @@ lint: setup
 
 clean:
 	rm -rf $(VENV) .pytest_cache
+
+# Issue #13's second answer benchmark: 231 pages of PostgreSQL 15's HTML manual, from
+# Debian's postgresql-doc-15 (installed here when we may; the script names the command
+# otherwise). Checks the question files against the pages, re-ingests them (the index
+# keeps ingest-time calibration, so it must be built by the code measured), then runs
+# every answer mode.
+.PHONY: bench-docs
+bench-docs: setup
+	@dpkg-query -W postgresql-doc-15 >/dev/null 2>&1 || \
+	  { if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-doc-15 >/dev/null; \
+	    fi; }
+	$(PY) bench/docs_corpus.py --verify
+	$(PY) bench/docs_corpus.py --fresh

@@ -33,7 +33,8 @@ def test_streaming_yields_the_same_answer_piece_by_piece(shop_index: VectorStore
     question = "How much does the Griffin Kite cost?"
     tokens, streamed = engine.stream(question)
     pieces = list(tokens)
-    assert len(pieces) > 3
+    # Grounded answers stream sentence by sentence (each once it is checked).
+    assert 1 <= len(pieces) <= len(streamed.sentences)
     assert streamed.response == "".join(pieces).strip()
     assert "29.50" in streamed.response
 

@@ -16,9 +16,9 @@ from __future__ import annotations
 import typer
 
 from ragtune.cli.errors import run_app
-from ragtune.cli.evaluate import eval_retrieval_command
+from ragtune.cli.evaluate import eval_answers_command, eval_retrieval_command
 from ragtune.cli.export import export_command, merge_command
-from ragtune.cli.models import demo_command, models_command
+from ragtune.cli.models import demo_command, models_command, pull_command
 from ragtune.cli.query import ask_command, chat_command, retrieve_command
 from ragtune.cli.sources import extract_command, ingest_command, sync_command
 from ragtune.cli.train import align_command, finetune_command
@@ -38,15 +38,21 @@ def build_app() -> typer.Typer:
     app.command("ask")(ask_command)
     app.command("chat")(chat_command)
     app.command("extract")(extract_command)
-    app.command("models")(models_command)
+    models = typer.Typer(help="List the models available offline; pull one from the Hub.")
+    models.callback(invoke_without_command=True)(models_command)
+    models.command("pull")(pull_command)
+    app.add_typer(models, name="models")
     app.command("demo")(demo_command)
     app.command("finetune")(finetune_command)
     app.command("align")(align_command)
     app.command("merge")(merge_command)
     app.command("export")(export_command)
 
-    evaluate = typer.Typer(help="Measure retrieval quality and speed.", no_args_is_help=True)
+    evaluate = typer.Typer(
+        help="Measure retrieval and answers: quality and speed.", no_args_is_help=True
+    )
     evaluate.command("retrieval")(eval_retrieval_command)
+    evaluate.command("answers")(eval_answers_command)
     app.add_typer(evaluate, name="eval")
     return app
 

@@ -8,6 +8,8 @@ from typing import Annotated
 import typer
 
 from ragtune.index.ranking import RetrievalMode
+from ragtune.query.engine import AnswerMode
+from ragtune.query.grounding import GroundingMode
 
 IndexOption = Annotated[Path, typer.Option("--index", "-i", help="Index directory.")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
@@ -29,4 +31,24 @@ FilterOption = Annotated[
 ]
 MmrOption = Annotated[
     bool, typer.Option("--mmr", help="Diversify: maximal marginal relevance re-ranking.")
+]
+GroundingOption = Annotated[
+    GroundingMode,
+    typer.Option(
+        "--grounding",
+        help="Check each answer sentence against the sources: strict drops unsupported "
+        "sentences, mark keeps them flagged (in --json), off prints the model's text as written.",
+    ),
+]
+AnswerModeOption = Annotated[
+    AnswerMode | None,
+    typer.Option(
+        "--answer",
+        help="generate (the LLM writes it), extract (the best source sentence, quoted; no "
+        "LLM), auto (generate, and extract when grounding keeps no sentence). Default: "
+        "extract with the bundled model, auto with an --llm.",
+    ),
+]
+AnswerTokensOption = Annotated[
+    int, typer.Option(min=1, max=4096, help="The longest answer, in the model's tokens.")
 ]

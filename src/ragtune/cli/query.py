@@ -4,13 +4,22 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
-from rich.text import Text
 
+from ragtune.cli.answers import (
+    answer_without_index,
+    print_evidence,
+    print_ranked,
+    print_sources,
+    stream_answer,
+)
 from ragtune.cli.options import (
+    AnswerModeOption,
+    AnswerTokensOption,
     FilterOption,
+    GroundingOption,
     IndexOption,
     JsonOption,
     MmrOption,
@@ -18,7 +27,7 @@ from ragtune.cli.options import (
     TopKOption,
 )
 from ragtune.errors import RagtuneError
-from ragtune.terminal import err, out, plain, styled
+from ragtune.terminal import err, out, styled
 
 CHAT_HELP = "commands: /sources (last answer's sources), /reset (forget the history), /exit"
 
@@ -48,10 +57,7 @@ def retrieve_command(
     if as_json:
         out.print_data({"question": question, "results": [n.to_dict() for n in nodes]})
         return
-    for rank, node in enumerate(nodes, 1):
-        score = styled(f"{rank}. {node.score:.3f}", "bold")
-        out.print(Text.assemble(score, " ", plain(str(node.metadata.get("url", "")))))
-        out.print(f"   {_excerpt(node.text)}")
+    print_ranked(nodes)
 
 
 def ask_command(
@@ -81,9 +87,13 @@ def ask_command(
             min=0.0,
             max=1.0,
             help="Answer 'not in the sources' without the LLM when no passage is this "
-            "similar to the question (cosine; default 0.22; 0 always asks the LLM).",
+            "similar to the question: a fixed cosine instead of the index's own "
+            "calibration (default: calibrated at ingest; 0 always asks the LLM).",
         ),
     ] = None,
+    grounding: GroundingOption = "strict",
+    answer: AnswerModeOption = None,
+    answer_tokens: AnswerTokensOption = 128,
 ) -> None:
     """Answer a question from an index, citing the sources used.
 
@@ -101,7 +111,7 @@ def ask_command(
     if index is None:
         if filter:
             raise RagtuneError("--filter needs an --index to filter")
-        _answer_without_index(model or load_llm(None), question, as_json)
+        answer_without_index(model or load_llm(None), question, as_json)
         return
     engine = VectorStoreIndex.load(index).as_query_engine(
         similarity_top_k=top_k,
@@ -109,6 +119,9 @@ def ask_command(
         mode=mode,
         filters=filter,
         mmr=mmr,
+        grounding=grounding,
+        answer_mode=answer,
+        answer_tokens=answer_tokens,
         **({} if min_similarity is None else {"min_similarity": min_similarity}),
     )
     if as_json:
@@ -129,9 +142,9 @@ def chat_command(
     history_turns: Annotated[
         int, typer.Option(min=0, max=20, help="Earlier turns put into the prompt.")
     ] = 3,
-    answer_tokens: Annotated[
-        int, typer.Option(min=1, max=4096, help="The longest answer, in the model's tokens.")
-    ] = 128,
+    answer_tokens: AnswerTokensOption = 128,
+    grounding: GroundingOption = "strict",
+    answer: AnswerModeOption = None,
 ) -> None:
     """Talk to an index: one question a line on stdin; follow-ups keep the subject.
 
@@ -144,13 +157,16 @@ def chat_command(
     from ragtune.llm import load_llm
     from ragtune.query.chat import ChatSession
 
-    model = load_llm(llm)  # a bad --llm or model fails before the first question
+    # A bad --llm fails before the first question; the bundled model loads when first asked.
+    model = load_llm(llm) if llm is not None else None
     engine = VectorStoreIndex.load(index).as_query_engine(
         similarity_top_k=top_k,
         llm=model,
         mode=mode,
         filters=filter,
         answer_tokens=answer_tokens,
+        grounding=grounding,
+        answer_mode=answer,
     )
     session = ChatSession(engine, max_history_turns=history_turns)
     started = time.perf_counter()
@@ -178,7 +194,7 @@ def chat_command(
                 if session.last_response is None:
                     err.print("(no answer yet)")
                 else:
-                    _print_sources(session.last_response)
+                    print_sources(session.last_response)
             else:
                 err.print(f"unknown command {command}; {CHAT_HELP}")
             continue
@@ -190,50 +206,10 @@ def chat_command(
             err.print(f"error: {error}")
             continue
         out.print()
+        print_evidence(response)
         if response.metadata.get("rewritten"):
             err.print(f"(searched for: {response.metadata['retrieval_query']})")
         turns += 1
     err.print(
         f"{turns} turn{'s' if turns != 1 else ''} in {time.perf_counter() - started:.1f} s",
     )
-
-
-def stream_answer(engine: Any, question: str) -> None:
-    """Print the answer as the model writes it, then the sources it was given."""
-    tokens, response = engine.stream(question)
-    for piece in tokens:
-        out.print(piece, end="")
-    out.print()
-    _print_sources(response)
-
-
-def _answer_without_index(model: Any, question: str, as_json: bool) -> None:
-    messages = [{"role": "user", "content": question}]
-    if as_json:
-        answer = model.chat(messages, max_tokens=256)
-        out.print_data(
-            {"answer": answer, "sources": [], "citations": [], "metadata": {"index": None}}
-        )
-        return
-    for piece in model.stream_chat(messages, max_tokens=256):
-        out.print(piece, end="")
-    out.print()
-    err.print(f"(no index: answered by {model.name} alone, without sources)")
-
-
-def _print_sources(response: Any) -> None:
-    if response.metadata.get("not_in_sources"):
-        err.print(f"({response.metadata['reason']}; the LLM was not asked)")
-        heading = " (closest passages, none close enough)"
-    else:
-        heading = " (* cited in the answer)"
-    out.print(Text.assemble("\n", styled("Sources", "bold"), heading))
-    cited = {citation.number for citation in response.citations}
-    for number, node in enumerate(response.source_nodes, 1):
-        mark = "*" if number in cited else " "
-        out.print(f" {mark}[{number}] {node.metadata.get('url', '')} (score {node.score:.3f})")
-
-
-def _excerpt(text: str, width: int = 160) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= width else flat[: width - 1] + "…"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -83,3 +84,57 @@ def context_documents(questions: list[Question]) -> list[Document]:
                 metadata={"url": f"squad:{number}", "title": question.title},
             )
     return list(documents.values())
+
+
+def split_by_article(
+    questions: list[Question], held_out: int, seed: int = 0
+) -> tuple[list[Question], list[Question]]:
+    """Split questions into ``(kept, held_out)`` by whole articles (their ``title``).
+
+    ``held_out`` articles, drawn with ``seed``, go to the second list. Index only
+    the kept questions' paragraphs and the held-out questions become honestly
+    unanswerable: their article, and so their answer's paragraph, is not in the
+    index. A paragraph is never split across the two lists, so no held-out answer
+    can leak in through a shared paragraph. Raises QAFormatError unless at least
+    one article is left on each side.
+    """
+    titles = list(dict.fromkeys(question.title for question in questions))
+    if not 0 < held_out < len(titles):
+        raise QAFormatError(
+            f"cannot hold out {held_out} of {len(titles)} articles: "
+            "both sides need at least one article"
+        )
+    chosen = set(random.Random(seed).sample(titles, held_out))
+    kept = [question for question in questions if question.title not in chosen]
+    held = [question for question in questions if question.title in chosen]
+    return kept, held
+
+
+def squad_json(questions: list[Question]) -> dict[str, Any]:
+    """``questions`` as SQuAD v1.1 JSON (articles by title, paragraphs by context),
+    which ``load_squad`` reads back into the same questions."""
+    articles: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    for question in questions:
+        paragraphs = articles.setdefault(question.title, {})
+        paragraphs.setdefault(question.context, []).append(
+            {
+                "id": question.id,
+                "question": question.question,
+                "answers": [
+                    {"text": answer, "answer_start": question.context.find(answer)}
+                    for answer in question.answers
+                ],
+            }
+        )
+    return {
+        "version": "1.1",
+        "data": [
+            {
+                "title": title,
+                "paragraphs": [
+                    {"context": context, "qas": qas} for context, qas in paragraphs.items()
+                ],
+            }
+            for title, paragraphs in articles.items()
+        ],
+    }

@@ -30,6 +30,9 @@ class Manifest:
     table: str = "chunks"
     # Every metadata key a document in the index has had: filters on others are typos.
     metadata_keys: list[str] = field(default_factory=list)
+    # What a cosine means in this corpus (ragtune.index.calibration.ScoreCalibration
+    # as a dict), refreshed after every write; None in an index built before it existed.
+    calibration: dict[str, Any] | None = None
     created_at: str = field(default_factory=lambda: _now())
     updated_at: str = field(default_factory=lambda: _now())
     format: str = FORMAT

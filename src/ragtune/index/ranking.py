@@ -16,6 +16,7 @@ import numpy as np
 
 from ragtune.documents import OUTLINKS, NodeWithScore, TextNode
 from ragtune.errors import InvalidQueryError
+from ragtune.index.calibration import ScoreCalibration
 from ragtune.index.filters import FiltersArgument, MetadataFilters, as_filters
 from ragtune.index.mmr import DEFAULT_MMR_LAMBDA, mmr_select
 from ragtune.index.stores.base import ChunkStore, Row, SearchHit
@@ -62,6 +63,7 @@ class VectorIndexRetriever:
         mmr_lambda: float = DEFAULT_MMR_LAMBDA,
         *,
         metadata_keys: Iterable[str],
+        calibration: ScoreCalibration | None = None,
     ) -> None:
         if similarity_top_k < 1:
             raise InvalidQueryError("top-k must be at least 1")
@@ -79,6 +81,9 @@ class VectorIndexRetriever:
         self.filters.check_keys(metadata_keys)
         self.mmr = mmr
         self.mmr_lambda = mmr_lambda
+        # What this corpus's cosines mean: the query engine reads it to decide
+        # whether the sources hold an answer (None for an uncalibrated index).
+        self.calibration = calibration
 
     def retrieve(self, query: str) -> list[NodeWithScore]:
         """The best chunks for ``query``; InvalidQueryError when it is empty or too long."""

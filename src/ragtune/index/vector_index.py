@@ -21,6 +21,7 @@ import numpy as np
 
 from ragtune.documents import OUTLINKS, Document, Response, content_hash
 from ragtune.errors import InvalidIndexError, RagtuneError
+from ragtune.index.calibration import ScoreCalibration, calibrate
 from ragtune.index.chunking import ChunkingConfig, MarkdownChunker
 from ragtune.index.embedding import TextEmbedder, is_remote_spec, make_embedder
 from ragtune.index.filters import FiltersArgument
@@ -53,6 +54,16 @@ class InsertStats:
 
 class QueryEngine(Protocol):
     """What ``as_query_engine`` returns: ``ragtune.query.RetrieverQueryEngine``."""
+
+    @property
+    def answer_mode(self) -> str:
+        """How it answers: "generate", "extract" or "auto" (its default when none was asked for)."""
+        ...
+
+    @property
+    def llm(self) -> LLM:
+        """The model, loaded on first use."""
+        ...
 
     def query(
         self,
@@ -249,7 +260,21 @@ class VectorStoreIndex:
             self.manifest.save(self.persist_dir)
             done += len(chunks)
             stats.chunks = done
+        if done or self.manifest.calibration is None:
+            self._recalibrate()
         return done
+
+    def _recalibrate(self) -> None:
+        """Measure what a cosine means in the index as it now is, for the query
+        engine's not-in-the-sources decision (``ragtune.index.calibration``)."""
+        calibration = calibrate(self.store, self.embedder)
+        self.manifest.calibration = calibration.to_dict() if calibration else None
+        self.manifest.save(self.persist_dir)
+
+    @property
+    def calibration(self) -> ScoreCalibration | None:
+        """The index's score calibration; None for an index built before calibration."""
+        return ScoreCalibration.from_dict(self.manifest.calibration)
 
     def _fill_vectors(
         self, chunks: list[StoredChunk], done: int, total: int, progress: ProgressHook | None
@@ -286,7 +311,7 @@ class VectorStoreIndex:
             present = self.store.content_hashes(list(doc_ids))
             if present:
                 self.store.delete_documents(list(present))
-                self.manifest.save(self.persist_dir)
+                self._recalibrate()
         return len(present)
 
     def _chunks_of(self, document: Document) -> list[StoredChunk]:
@@ -357,6 +382,7 @@ class VectorStoreIndex:
             mmr,
             mmr_lambda,
             metadata_keys=self.manifest.metadata_keys,
+            calibration=self.calibration,
         )
 
     def as_query_engine(

@@ -18,6 +18,8 @@ LLM_SPEC_HELP = (
     "openai:http://HOST:PORT/v1?model=NAME[&context=N] (or a plain http(s) URL) for an "
     "OpenAI-compatible server (OpenAI, vLLM, Ollama, llama-server; key from "
     "$RAGTUNE_LLM_API_KEY or $OPENAI_API_KEY); "
+    "hf://OWNER/NAME[@REVISION]/FILE.gguf for a GGUF from the Hugging Face Hub (cached; "
+    "ragtune models pull OWNER/NAME FILE.gguf fetches it ahead); "
     "hf:DIR[#adapter=ADAPTER_DIR] for a Hugging Face model directory through transformers, "
     "optionally with a PEFT adapter"
 )
@@ -44,6 +46,21 @@ def _transformers(spec: ModelSpec) -> LLM:
     return TransformersLLM.from_spec(spec.text)
 
 
+def _hub_gguf(spec: ModelSpec) -> LLM:
+    from ragtune.llm.hub import gguf_for_llm, parse_hub_uri
+    from ragtune.llm.llamacpp import LlamaCppLLM
+
+    return LlamaCppLLM(gguf_for_llm(parse_hub_uri(spec.text)))
+
+
+def _hugging_face(spec: ModelSpec) -> LLM:
+    # huggingface_hub's own URI form, hf://OWNER/NAME/FILE, is a file on the Hub;
+    # hf:DIR (no //) has always meant a local transformers directory.
+    if spec.target.startswith("//"):
+        return _hub_gguf(spec)
+    return _transformers(spec)
+
+
 # Each backend imports its heavy dependencies only when a spec asks for it.
 # The empty scheme is a path: a .gguf file.
 LLM_FACTORIES: dict[str, Callable[[ModelSpec], LLM]] = {
@@ -53,7 +70,7 @@ LLM_FACTORIES: dict[str, Callable[[ModelSpec], LLM]] = {
     "openai": _openai_compatible,
     "http": _openai_compatible,
     "https": _openai_compatible,
-    "hf": _transformers,
+    "hf": _hugging_face,
 }
 
 
@@ -65,6 +82,10 @@ def load_llm(spec: LLM | str | Path | None = None) -> LLM:
     - ``openai:http://HOST:PORT/v1?model=NAME[&context=N]``, or the same URL
       without ``openai:``: an OpenAI-compatible endpoint (see
       :class:`ragtune.llm.openai_compat.OpenAICompatibleLLM` for the options);
+    - ``hf://OWNER/NAME[@REVISION]/FILE.gguf``: a GGUF file from the Hugging Face Hub
+      through llama.cpp, loaded from the cache with no request; a file not yet cached is
+      downloaded first (checked against the Hub's SHA-256), unless ``HF_HUB_OFFLINE`` is
+      set (see :mod:`ragtune.llm.hub`);
     - ``hf:DIR`` or ``hf:DIR#adapter=ADAPTER_DIR[&context=N]``: a Hugging Face model
       directory (``save_pretrained`` output with a chat template) through transformers,
       optionally with a PEFT adapter directory (see

@@ -6,8 +6,10 @@ all are read, and rewritten to the plain ``[1, 2]`` form. A number that was
 not among the prompt's sources (``[7]`` when there were three) is removed from
 the answer text, with the space before it, and recorded in
 ``CitationFilter.dropped``: so every ``[n]`` left in an answer points to a
-source that was in the prompt. An answer without markers cites nothing; no
-citation is invented for it.
+source that was in the prompt. The filter invents no citation for an answer
+without markers; grounding (:mod:`ragtune.query.grounding`) attributes each
+sentence to the source that supports it, and :func:`cite` writes the result
+back as the sentence's marker.
 
 ``CitationFilter`` works on a token stream: it holds back only what might
 still become a marker (a trailing space, an unclosed ``[...``), so the
@@ -26,6 +28,10 @@ _MARKER = re.compile(
     r"(\s*)\[\s*(?:sources?\s*)?(\d{1,6}(?:\s*(?:,|;|and)\s*(?:sources?\s*)?\d{1,6})*)\s*\]",
     re.IGNORECASE,
 )
+# A sentence's closing stop, with the quotes or brackets that close it.
+_CLOSING_STOP = re.compile(r"([.!?\u2026][\"'\u201d\u2019)\]]*)$")
+# Every marker of a sentence, with the space before it.
+_ANY_MARKER = re.compile(r"\s*\[\s*\d+(?:\s*,\s*\d+)*\s*\]")
 # The tail of a stream that a later token could still turn into a marker.
 _PARTIAL = re.compile(r"\s*(?:\[[A-Za-z\d\s,;]{0,24})?$")
 
@@ -81,3 +87,16 @@ def resolve_citations(
     citation_filter = CitationFilter(sources)
     text = citation_filter.feed(answer) + citation_filter.flush()
     return text, citation_filter.citations, citation_filter.dropped
+
+
+def cite(sentence: str, numbers: Sequence[int]) -> str:
+    """``sentence`` with its markers replaced by one ``[n, m]`` for ``numbers``, placed
+    before its closing stop ("... cola [1]."); without numbers, with no marker at all."""
+    text = _ANY_MARKER.sub("", sentence).strip()
+    if not numbers:
+        return text
+    marker = "[" + ", ".join(map(str, numbers)) + "]"
+    stop = _CLOSING_STOP.search(text)
+    if stop is None:
+        return f"{text} {marker}"
+    return f"{text[: stop.start()].rstrip()} {marker}{stop.group(1)}"
