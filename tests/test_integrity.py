@@ -164,3 +164,26 @@ def test_reader_sees_whole_documents_during_an_ingest(
     # The reader watched the index grow commit by commit.
     assert len(set(seen)) >= 3, seen
     assert seen == sorted(seen)
+
+
+def test_a_table_another_process_is_creating_reads_as_empty(tmp_path: Path) -> None:
+    """LanceDB lists a table as soon as its directory exists, but opens it only once its
+    first version is written; a reader polling beside an ingest in that moment must see an
+    empty index, not a damaged one (it happened under load in CI). A table whose versions
+    exist but cannot be read is still damaged."""
+    from ragtune.errors import InvalidIndexError
+    from ragtune.index.stores.lance import TABLE, LanceStore
+
+    store_dir = tmp_path / "lancedb"
+    (store_dir / f"{TABLE}.lance").mkdir(parents=True)  # created, first version not yet
+    assert LanceStore(store_dir, dimensions=4).count() == 0
+
+    versions = store_dir / f"{TABLE}.lance" / "_versions"
+    versions.mkdir()
+    (versions / "1.manifest").write_bytes(b"not a manifest")
+    try:
+        LanceStore(store_dir, dimensions=4).count()
+    except InvalidIndexError as error:
+        assert "damaged" in str(error)
+    else:
+        raise AssertionError("a table with an unreadable version read as fine")

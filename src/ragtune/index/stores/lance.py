@@ -97,8 +97,23 @@ class LanceStore:
         if self._table is None:
             with self._damage_reported():
                 if TABLE in self._db.list_tables().tables:
-                    self._table = self._db.open_table(TABLE)
+                    self._table = self._open_unless_being_created()
         return self._table
+
+    def _open_unless_being_created(self) -> Any | None:
+        try:
+            return self._db.open_table(TABLE)
+        except ValueError:
+            if self._being_created():
+                return None
+            raise
+
+    def _being_created(self) -> bool:
+        """Whether the table's directory exists without its first version yet: another
+        process is creating it right now (LanceDB lists it, but cannot open it until the
+        first manifest is written). To a reader it is as empty as a missing table."""
+        versions = self.directory / f"{TABLE}.lance" / "_versions"
+        return not any(versions.glob("*.manifest"))
 
     def ensure_table(self) -> None:
         _ = self.table
