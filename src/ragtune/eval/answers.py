@@ -40,6 +40,7 @@ from typing import Protocol
 
 from ragtune.documents import Response
 from ragtune.eval.report import markdown_table
+from ragtune.eval.retrieval import percentile
 from ragtune.eval.squad import Question
 
 _PUNCTUATION = set(string.punctuation)
@@ -261,13 +262,6 @@ def scores_table(runs: Iterable[AnswerScores]) -> str:
     nothing to score."""
     rows = [[s.label, *(show(s) for _, show in COLUMNS)] for s in runs]
     return markdown_table(["run", *(name for name, _ in COLUMNS)], rows)
-
-
-def percentile(values: Sequence[float], percent: float) -> float:
-    """The nearest-rank percentile of ``values``."""
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(percent / 100 * len(ordered)) - 1))
-    return ordered[index]
 
 
 def _share(value: float | None) -> str:

@@ -69,12 +69,13 @@ def evaluate_retrieval(
         recall=recall,
         mrr=mrr,
         latency_p50_ms=statistics.median(latencies),
-        latency_p95_ms=_percentile(latencies, 95),
+        latency_p95_ms=percentile(latencies, 95),
         mode=mode,
     )
 
 
-def _percentile(values: list[float], percent: float) -> float:
+def percentile(values: Sequence[float], percent: float) -> float:
+    """The nearest-rank percentile of ``values``."""
     ordered = sorted(values)
     index = min(len(ordered) - 1, max(0, round(percent / 100 * len(ordered)) - 1))
     return ordered[index]
