@@ -7,11 +7,11 @@ import errno
 import json
 import os
 import stat
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from tests.helpers import small_tmpfs
 
 from ragtune.atomic import (
     StagedDirectory,
@@ -48,19 +48,8 @@ def umask() -> Iterator[None]:
 @pytest.fixture()
 def tiny_disk(tmp_path: Path) -> Iterator[Path]:
     """A 64 KiB tmpfs, to fill for real."""
-    where = tmp_path / "small"
-    where.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(where)],
-        capture_output=True,
-        text=True,
-    )
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs to fill (needs root): {mounted.stderr.strip()}")
-    try:
+    with small_tmpfs(tmp_path / "small", "64k") as where:
         yield where
-    finally:
-        subprocess.run(["umount", "-l", str(where)], check=False)
 
 
 # --- files ---------------------------------------------------------------------------------

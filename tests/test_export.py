@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -18,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.helpers import assert_one_line_error, one_line_message, run_cli_in_process
+from tests.helpers import assert_one_line_error, one_line_message, run_cli_in_process, small_tmpfs
 from tests.tiny_models import make_tiny_llama
 
 from ragtune.assets import DEFAULT_LLM
@@ -163,19 +162,8 @@ def cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.fixture()
 def tiny_disk(tmp_path: Path) -> Iterator[Path]:
     """A 1 MB tmpfs: far too small for the 8 MB tiny model."""
-    where = tmp_path / "small"
-    where.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(where)],
-        capture_output=True,
-        text=True,
-    )
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs to fill: {mounted.stderr.strip()}")
-    try:
+    with small_tmpfs(tmp_path / "small", "1m") as where:
         yield where
-    finally:
-        subprocess.run(["umount", str(where)], check=False)
 
 
 # ----------------------------------------------------------------------------- merge

@@ -13,10 +13,11 @@ import math
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.helpers import assert_one_line_error, finetune_settings, run_cli
+from tests.helpers import assert_one_line_error, finetune_settings, run_cli, small_tmpfs
 from tests.tiny_models import make_tiny_llama, smollm2_tokenizer
 
 pytest.importorskip("peft", reason="fine-tuning needs the train extra (peft)")
@@ -463,19 +464,10 @@ def test_a_finished_run_is_never_overwritten_by_accident(tiny: Path, tmp_path: P
 
 
 @pytest.fixture
-def small_disk(tmp_path: Path):  # type: ignore[no-untyped-def]
+def small_disk(tmp_path: Path) -> Iterator[Path]:
     """A 2 MiB tmpfs: room for a few checkpoints of the tiny model, then full."""
-    where = tmp_path / "disk"
-    where.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(where)], capture_output=True
-    )
-    if mounted.returncode != 0:
-        pytest.skip(
-            f"cannot mount a small tmpfs to fill (needs root): {mounted.stderr.decode().strip()}"
-        )
-    yield where
-    subprocess.run(["umount", "-l", str(where)], check=False)
+    with small_tmpfs(tmp_path / "disk", "2m") as where:
+        yield where
 
 
 def test_a_full_disk_while_saving_leaves_the_previous_checkpoint_as_latest(
