@@ -52,7 +52,40 @@ def write_json_atomic(path: Path, data: Any) -> None:
     write_text_atomic(path, json.dumps(data, indent=2, ensure_ascii=False))
 
 
-class StagedFile:
+class _Staged:
+    """A temporary beside ``target`` that the ``with`` block fills: put in the target's
+    place when the block ends normally, removed when it (or the publishing) raises."""
+
+    target: Path
+    path: Path
+
+    def __enter__(self) -> Path:
+        return self.path
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if kind is not None:
+            self._discard()
+            return
+        try:
+            self._publish()
+        except BaseException:
+            self._discard()
+            raise
+        _fsync(self.target.parent)  # the rename itself, not only the data, survives a crash
+
+    def _publish(self) -> None:
+        raise NotImplementedError
+
+    def _discard(self) -> None:
+        raise NotImplementedError
+
+
+class StagedFile(_Staged):
     """An empty temporary file beside ``target``, renamed over it when the ``with`` block
     ends normally and removed when it raises. Creating one creates the target's directory
     if missing, and raises OSError there, so that a caller can tell "cannot write here"
@@ -65,28 +98,15 @@ class StagedFile:
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
         os.close(os.open(self.path, flags, 0o666))
 
-    def __enter__(self) -> Path:
-        return self.path
+    def _publish(self) -> None:
+        _fsync(self.path)
+        os.replace(self.path, self.target)
 
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        if kind is not None:
-            self.path.unlink(missing_ok=True)
-            return
-        try:
-            _fsync(self.path)
-            os.replace(self.path, self.target)
-        except BaseException:
-            self.path.unlink(missing_ok=True)
-            raise
-        _fsync(self.target.parent)  # the rename itself, not only the data, survives a crash
+    def _discard(self) -> None:
+        self.path.unlink(missing_ok=True)
 
 
-class StagedDirectory:
+class StagedDirectory(_Staged):
     """An empty temporary directory beside ``target``, put in its place when the ``with``
     block ends normally and removed when it raises. An existing target (a directory or a
     file) is replaced whole: never a mixture of old and new files. As with StagedFile,
@@ -98,25 +118,12 @@ class StagedDirectory:
         self.path = _beside(target, "tmp")
         self.path.mkdir(mode=0o777)
 
-    def __enter__(self) -> Path:
-        return self.path
+    def _publish(self) -> None:
+        _fsync_tree(self.path)
+        _replace_directory(self.path, self.target)
 
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        if kind is not None:
-            shutil.rmtree(self.path, ignore_errors=True)
-            return
-        try:
-            _fsync_tree(self.path)
-            _replace_directory(self.path, self.target)
-        except BaseException:
-            shutil.rmtree(self.path, ignore_errors=True)
-            raise
-        _fsync(self.target.parent)
+    def _discard(self) -> None:
+        shutil.rmtree(self.path, ignore_errors=True)
 
 
 def discard_leftovers(directory: Path, target_name: str | None = None) -> None:
