@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import socket
-import threading
 import time
 from collections.abc import Iterator
 
 import httpx
 import pytest
-from tests.webserver import Site, serve
+from tests.webserver import Site, dripping_headers_server, serve
 
 from ragtune.net.deadline import Deadline, deadline_client
 from ragtune.web.fetch import Fetcher
@@ -30,36 +28,9 @@ def proxy() -> Iterator[Site]:
 
 @pytest.fixture()
 def dripping_url() -> Iterator[str]:
-    """A server that sends its status line, then one header line every 0.2 s, forever."""
-    listener = socket.create_server(("127.0.0.1", 0))
-    stop = threading.Event()
-
-    def accept() -> None:
-        listener.settimeout(0.2)
-        while not stop.is_set():
-            try:
-                conn, _ = listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:  # the listener was closed: the test is over
-                return
-            threading.Thread(target=drip, args=(conn,), daemon=True).start()
-
-    def drip(conn: socket.socket) -> None:
-        with conn:
-            conn.recv(65536)
-            try:
-                conn.sendall(b"HTTP/1.1 200 OK\r\n")
-                while not stop.is_set():
-                    conn.sendall(b"X-Drip: 1\r\n")
-                    time.sleep(0.2)
-            except OSError:
-                pass
-
-    threading.Thread(target=accept, daemon=True).start()
-    yield f"http://127.0.0.1:{listener.getsockname()[1]}/"
-    stop.set()
-    listener.close()
+    """A server whose headers drip for 30 s (tests/webserver.py)."""
+    with dripping_headers_server() as url:
+        yield url
 
 
 def test_environment_proxies_are_honoured(proxy: Site, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -6,8 +6,6 @@ reason (or a refusal), never as a hang, a traceback or a leaked secret."""
 from __future__ import annotations
 
 import gzip
-import socket
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 from tests.helpers import assert_one_line_error, needs_chromium, run_cli
-from tests.webserver import Reply, Site, serve
+from tests.webserver import Reply, Site, dripping_headers_server, serve
 
 from ragtune import VectorStoreIndex, WebReader
 from ragtune.errors import RagtuneError
@@ -321,40 +319,9 @@ def test_huge_crawl_delay_skips_the_host_instead_of_waiting(site: Site) -> None:
 
 @pytest.fixture()
 def dripping_url() -> Iterator[str]:
-    """A server that sends its status line, then one header line every 0.2 s, for 30 s."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen()
-    listener.settimeout(0.5)
-    stop = threading.Event()
-
-    def drip(connection: socket.socket) -> None:
-        with connection:
-            try:
-                connection.recv(4096)
-                connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\n")
-                for n in range(150):
-                    if stop.is_set():
-                        return
-                    connection.sendall(f"X-Drip-{n}: still coming\r\n".encode())
-                    time.sleep(0.2)
-            except OSError:
-                return  # the client gave up, as it should
-
-    def accept() -> None:
-        while not stop.is_set():
-            try:
-                connection, _ = listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            threading.Thread(target=drip, args=(connection,), daemon=True).start()
-
-    threading.Thread(target=accept, daemon=True).start()
-    yield f"http://127.0.0.1:{listener.getsockname()[1]}/"
-    stop.set()
-    listener.close()
+    """A server whose headers drip for 30 s (tests/webserver.py)."""
+    with dripping_headers_server() as url:
+        yield url
 
 
 def test_headers_that_drip_are_cut_off_by_the_deadline(dripping_url: str) -> None:

@@ -10,6 +10,7 @@ they are, status line included, for servers that break HTTP on purpose.
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -171,3 +172,43 @@ def serve(site: Site) -> Iterator[Site]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+@contextmanager
+def dripping_headers_server() -> Iterator[str]:
+    """The URL of a server that sends its status line, then one header line every 0.2 s
+    for 30 s: a response that never completes, however patient the client's read timeout.
+    (Raw sockets: the http.server machinery above cannot send headers slowly.)"""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.2)
+    stop = threading.Event()
+
+    def drip(connection: socket.socket) -> None:
+        with connection:
+            try:
+                connection.recv(65536)
+                connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\n")
+                for n in range(150):
+                    if stop.is_set():
+                        return
+                    connection.sendall(f"X-Drip-{n}: still coming\r\n".encode())
+                    time.sleep(0.2)
+            except OSError:
+                return  # the client gave up, as it should
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                connection, _ = listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:  # the listener was closed: the test is over
+                return
+            threading.Thread(target=drip, args=(connection,), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}/"
+    finally:
+        stop.set()
+        listener.close()
