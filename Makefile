@@ -78,3 +78,15 @@ bench-docs: setup
 	    fi; }
 	$(PY) bench/docs_corpus.py --verify
 	$(PY) bench/docs_corpus.py --fresh
+
+# Issue #14: code blocks on documentation pages (fenced, verbatim), ragtune against
+# trafilatura on the HTML manual of Debian's python3.11-doc (installed here when we may;
+# the script names the command otherwise), then a generated 20 MB one-line page (seconds
+# and peak RSS).
+.PHONY: bench-code-blocks
+bench-code-blocks: setup
+	@dpkg-query -W python3.11-doc >/dev/null 2>&1 || \
+	  { if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3.11-doc >/dev/null; \
+	    fi; }
+	$(PY) bench/code_blocks.py

@@ -45,12 +45,13 @@ from ragtune.shop_server import serve_shop
 ROOT = Path(__file__).resolve().parents[1]
 QA = ROOT.parent / "shared" / "data" / "qa-xquad-en" / "xquad.en.json"
 TARGET = 1 / 20
-# The CLI's closing summary on stderr, read back for its insert counters.
+# The CLI's closing summary on stdout (cli/sources.py), read back for its insert
+# counters: nouns are singular for 1, and nothing written names no embedded count.
 SUMMARY = re.compile(
-    r"Indexed (?P<documents>\d+) documents.*?"
-    r"(?P<fetched>\d+) fetched, (?P<not_modified>\d+) unchanged.*?"
+    r"Indexed (?P<documents>\d+) documents? into .*?: "
+    r"(?P<fetched>\d+) fetched, (?P<not_modified>\d+) unchanged, .*?"
     r"(?P<unchanged>\d+) with unchanged text left alone, "
-    r"(?P<chunks>\d+) chunks written \((?P<embedded>\d+) embedded",
+    r"(?P<chunks>\d+) chunks? written(?: \((?P<embedded>\d+) embedded)?",
     re.S,
 )
 
@@ -97,6 +98,8 @@ def corpora(work: Path) -> Iterator[list[Corpus]]:
 
 
 def cli(*args: str) -> tuple[float, str]:
+    """The wall time of ``ragtune ARGS`` and what it printed on stdout (its result;
+    progress and per-source problems go to stderr)."""
     started = time.perf_counter()
     completed = subprocess.run(
         [sys.executable, "-m", "ragtune", *args], capture_output=True, text=True
@@ -104,15 +107,15 @@ def cli(*args: str) -> tuple[float, str]:
     seconds = time.perf_counter() - started
     if completed.returncode != 0:
         sys.exit(f"`ragtune {' '.join(args)}` failed:\n{completed.stderr}")
-    return seconds, completed.stderr
+    return seconds, completed.stdout
 
 
-def cli_counts(stderr: str) -> str:
-    match = SUMMARY.search(stderr)
+def cli_counts(stdout: str) -> str:
+    match = SUMMARY.search(stdout)
     if not match:
         return "n/a"
     return "{fetched}/{not_modified} {documents}/{unchanged}/{chunks}/{embedded}".format(
-        **match.groupdict()
+        **match.groupdict(default="0")
     )
 
 
@@ -125,9 +128,9 @@ def insert_counts(result: IngestResult) -> str:
 
 def time_cli(corpus: Corpus, index_dir: Path) -> Timing:
     args = [*corpus.sources, "--index", str(index_dir), *(["--crawl"] if corpus.crawl else [])]
-    first_s, first_err = cli("ingest", *args)
-    second_s, second_err = cli("ingest", *args)
-    return Timing(first_s, second_s, cli_counts(first_err), cli_counts(second_err))
+    first_s, first_out = cli("ingest", *args)
+    second_s, second_out = cli("ingest", *args)
+    return Timing(first_s, second_s, cli_counts(first_out), cli_counts(second_out))
 
 
 def time_in_process(corpus: Corpus, index_dir: Path) -> Timing:

@@ -8,6 +8,7 @@ as ``tests.x`` loads a second copy, and a module-level skip in it skips the impo
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -61,10 +62,20 @@ def one_line_message(error: pytest.ExceptionInfo[BaseException], *fragments: str
     return message
 
 
+# A plain progress line (ragtune.cli.progress, stderr not a terminal), which a slow
+# failure, such as retries with backoff, may print before its error.
+PROGRESS_LINE = re.compile(r"^[A-Z][\w .-]*: [\d,]+(/[\d,]+)? \w+, [\d.]+/s")
+
+
 def assert_one_line_error(result: subprocess.CompletedProcess[str], *fragments: str) -> None:
-    """A failure is one line on stderr that names the problem, a non-zero exit, no traceback."""
+    """A failure is one line on stderr that names the problem (after any progress lines),
+    a non-zero exit, no traceback."""
     assert result.returncode != 0, result.stdout + result.stderr
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    lines = [
+        line
+        for line in result.stderr.splitlines()
+        if line.strip() and not PROGRESS_LINE.match(line)
+    ]
     assert "Traceback" not in result.stderr, result.stderr
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("error: "), lines[0]

@@ -176,6 +176,30 @@ def test_nothing_supported_says_so_or_falls_back(
     assert fallback.fell_back and [c.number for c in fallback.citations] == [2]
 
 
+def test_auto_adds_the_extractive_answer_after_a_generated_answer_that_was_cut(
+    sources: list[NodeWithScore], checker: SupportChecker
+) -> None:
+    def extractive():  # type: ignore[no-untyped-def]
+        return extract_answer("How much does one bottle hold?", checker.passages)
+
+    supported = "The potion tastes of bold cherry cola with a hint of vanilla."
+    invented = "It was first brewed by Gandalf in 1802."
+    cut = AnswerAssembler(sources, checker, "strict", extractive)
+    emitted = cut.feed(f"{supported} {invented}") + cut.finish(False)
+    assert emitted.startswith(supported.rstrip(".") + " [2].")
+    assert emitted.endswith("contains 80 mg of caffeine from green coffee beans [2].")
+    assert cut.supplemented and not cut.fell_back and len(cut.sentences) == 2
+    # A generated answer kept whole is the answer: nothing is added to it.
+    whole = AnswerAssembler(sources, checker, "strict", extractive)
+    assert whole.feed(supported) + whole.finish(False) == supported.rstrip(".") + " [2]."
+    assert not whole.supplemented
+    # Without a fallback (generate mode) a cut answer stays as grounding left it.
+    plain = AnswerAssembler(sources, checker, "strict")
+    assert plain.feed(f"{supported} {invented}") + plain.finish(False) == (
+        supported.rstrip(".") + " [2]."
+    )
+
+
 def test_a_cut_answer_ends_at_a_sentence_or_is_marked(
     sources: list[NodeWithScore], checker: SupportChecker
 ) -> None:

@@ -102,7 +102,7 @@ def test_markup_in_paths_and_urls_is_printed_as_text(tmp_path: Path) -> None:
         ingested = run_cli("ingest", url, "--index", str(index), "--no-sitemaps")
         assert ingested.returncode == 0, ingested.stderr
         assert "MarkupError" not in ingested.stderr
-        assert str(index) in ingested.stderr
+        assert str(index) in ingested.stdout
         synced = run_cli("sync", "--index", str(index))
         assert synced.returncode == 0, synced.stderr
         assert str(index) in synced.stdout
@@ -131,7 +131,7 @@ def test_live_progress_on_a_terminal_shows_hostile_names_inertly(tmp_path: Path)
         )
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr
-    assert "Indexed 3 documents" in result.stderr
+    assert "Indexed 3 documents" in result.stdout
     for sequence in (CLEAR_SCREEN, CLIPBOARD[:-1], "\x1b]8;;http://evil", CSI_8BIT, "\u202e"):
         assert sequence not in result.stdout + result.stderr
 
@@ -172,7 +172,7 @@ def test_follow_symlinks_option_reaches_the_folder_reader(tmp_path: Path) -> Non
     (folder / "link.md").symlink_to(outside)
     kept_in = run_cli("ingest", str(folder), "--index", str(tmp_path / "a"))
     assert kept_in.returncode == 0, kept_in.stderr
-    assert "--follow-symlinks" in kept_in.stderr and "1 skipped" in kept_in.stderr
+    assert "--follow-symlinks" in kept_in.stderr and "1 skipped" in kept_in.stdout
     followed = run_cli("ingest", str(folder), "--index", str(tmp_path / "b"), "--follow-symlinks")
     assert followed.returncode == 0, followed.stderr
-    assert "Indexed 2 documents" in followed.stderr
+    assert "Indexed 2 documents" in followed.stdout

@@ -110,7 +110,7 @@ def test_cli_ingest_folder_and_bad_paths(tmp_path: Path) -> None:
     root = make_folder(tmp_path / "kb")
     ok = run_cli("ingest", str(root), "--index", str(tmp_path / "idx"))
     assert ok.returncode == 0, ok.stderr
-    assert "6 fetched" in ok.stderr
+    assert "6 fetched" in ok.stdout
     assert_one_line_error(
         run_cli("ingest", str(tmp_path / "missing"), "--index", str(tmp_path / "i2")),
         "no such file",
@@ -129,5 +129,5 @@ def test_cli_ingest_folder_and_bad_paths(tmp_path: Path) -> None:
     assert not (tmp_path / "i3").exists()
     folder = run_cli("ingest", str(bad), "--index", str(tmp_path / "i3"))
     assert folder.returncode == 0, folder.stderr
-    assert "1 fetched" in folder.stderr and "1 failed" in folder.stderr
+    assert "1 fetched" in folder.stdout and "1 failed" in folder.stdout
     assert "broken.pdf: unreadable PDF" in folder.stderr

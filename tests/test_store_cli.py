@@ -45,7 +45,7 @@ def test_postgres_store_end_to_end(postgres: PostgresServer, notes: Path, tmp_pa
 
     again = run_cli("ingest", str(notes), "--index", str(index))
     assert again.returncode == 0, again.stderr
-    assert "2 with unchanged text left alone" in again.stderr
+    assert "0 fetched, 2 unchanged" in again.stdout  # files as they were: not read
 
 
 def test_unreachable_store_is_a_one_line_error(

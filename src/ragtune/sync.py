@@ -5,14 +5,18 @@
    indexed page in its scope, so each is checked even when the page linking
    to it answers 304 (and is not read); the links of every page that changed
    are followed, which is where new pages appear. New pages fill what
-   ``max_pages`` leaves after the indexed ones.
+   ``max_pages`` leaves after the indexed ones, and no more: the links beyond
+   the limit are counted and listed (``unvisited``), never added, so a crawl's
+   index does not grow with every sync.
 2. Every indexed document that step 1 did not reach (all of them, for an
    index built through the Python API, which records no sources) is
    revisited on its own.
    In both steps a page already indexed is asked for with ``If-None-Match`` /
    ``If-Modified-Since``: a 304, or a body whose text hashes the same, leaves
    it alone; a changed page is re-embedded and its old chunks replaced (a PDF
-   that lost pages loses them). A file is read again and its text compared.
+   that lost pages loses them). A file whose size and SHA-256 are those
+   recorded when it was indexed (``files.json``) is not extracted again; any
+   other file is read again and its text compared.
 3. A page that answers 404 or 410, or a file that was deleted, is removed with
    all its chunks (every page of a PDF). Any other failure (timeout, 5xx,
    refused connection, unreadable file) keeps the page and reports it as
@@ -40,8 +44,10 @@ from ragtune.ingest import (
     RECORDED_SETTINGS,
     EmbedHook,
     EventHook,
+    FileLedger,
     IndexedSource,
     IngestSettings,
+    PlanHook,
     RecordedSource,
     indexed_sources,
     read_paths,
@@ -50,7 +56,7 @@ from ragtune.ingest import (
     source_url,
     validators_of,
 )
-from ragtune.web.crawl import CrawlEvent
+from ragtune.web.crawl import CrawlEvent, CrawlReport
 from ragtune.web.urls import UrlScope
 
 Action = Literal["unchanged", "changed", "added", "removed", "failed", "skipped"]
@@ -88,6 +94,8 @@ class SyncResult:
     documents: int = 0  # in the index afterwards
     chunks: int = 0
     dry_run: bool = False
+    # Links a crawl's limits left unvisited, by limit: {"max_pages": {"count", "urls"}}.
+    unvisited: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def count(self, action: Action) -> int:
         return sum(1 for url in self.urls if url.action == action)
@@ -132,6 +140,7 @@ class SyncResult:
             "chunks_embedded": self.chunks_embedded,
             "documents": self.documents,
             "chunks": self.chunks,
+            "unvisited": self.unvisited,
             "urls": [url.to_dict() for url in self.urls],
         }
 
@@ -145,6 +154,7 @@ def sync(
     store: str | None = None,
     on_event: EventHook | None = None,
     on_embed: EmbedHook | None = None,
+    on_plan: PlanHook | None = None,
 ) -> SyncResult:
     """Revisit the sources of the index at ``index_dir``; see the module docstring.
 
@@ -160,21 +170,25 @@ def sync(
         raise RagtuneError(
             f"nothing to sync: {directory} records no sources and holds no documents"
         )
-    reading = _Reading(indexed, on_event)
+    reading = _Reading(indexed, FileLedger.of(directory, index), on_event, on_plan)
     for url in [url for url, source in indexed.items() if not source.hashes]:
         # Documents given ids of their own through the Python API: not ours to replace.
         reading.record(CrawlEvent(url, "skipped", "its document ids are not derived from it"))
         del indexed[url]
     claimed: set[str] = set()  # indexed pages that a crawl below starts from
     for settings, sources in _grouped(recorded, concurrency, timeout):
+        pages: list[str] = []
         if settings.crawl:
-            sources, settings = _with_indexed_pages(sources, settings, indexed, claimed)
-        reading.read(sources, settings)
+            pages = _indexed_pages(sources, settings, indexed, claimed)
+        reading.read(sources, settings, pages)
     reading.revisit(
         [url for url in indexed if url not in reading.events], recorded, concurrency, timeout
     )
     result = SyncResult(
-        directory, [reading.outcome(url) for url in sorted(reading.events)], dry_run=dry_run
+        directory,
+        [reading.outcome(url) for url in sorted(reading.events)],
+        dry_run=dry_run,
+        unvisited=CrawlReport(reading.unvisited).unvisited(),
     )
     busy = result.unchanged + result.changed + result.added + result.removed
     if result.failed and not busy:
@@ -187,6 +201,7 @@ def sync(
         # One turn for all of its writes, never interleaved with an ingest's.
         with write_lock(directory):
             _write(index, result, reading, on_embed)
+            reading.files.save()
     stats = index.stats()
     result.documents, result.chunks = stats["documents"], stats["chunks"]
     return result
@@ -220,14 +235,28 @@ def _write(
 class _Reading:
     """Everything read during one sync: the latest event per URL and the documents."""
 
-    def __init__(self, indexed: dict[str, IndexedSource], on_event: EventHook | None) -> None:
+    def __init__(
+        self,
+        indexed: dict[str, IndexedSource],
+        files: FileLedger,
+        on_event: EventHook | None,
+        on_plan: PlanHook | None,
+    ) -> None:
         self.indexed = indexed
+        self.files = files
         self.on_event = on_event
+        self.on_plan = on_plan
         self.events: dict[str, CrawlEvent] = {}
+        self.unvisited: list[CrawlEvent] = []  # links a crawl's limits left
         self.documents: dict[str, list[Document]] = {}  # by source URL
         self.known = validators_of({url: source.metadata for url, source in indexed.items()})
 
     def record(self, event: CrawlEvent) -> None:
+        if event.unvisited:  # not a page of the index's, nor one to add
+            self.unvisited.append(event)
+            if self.on_event:
+                self.on_event(event)
+            return
         earlier = self.events.get(event.url)
         if earlier is None or _PRIORITY[event.status] >= _PRIORITY[earlier.status]:
             self.events[event.url] = event
@@ -238,11 +267,16 @@ class _Reading:
         for document in documents:
             self.documents.setdefault(source_url(document), []).append(document)
 
-    def read(self, sources: list[str], settings: IngestSettings) -> None:
+    def read(self, sources: list[str], settings: IngestSettings, pages: list[str]) -> None:
+        """Read recorded ``sources``; a crawl also starts from its indexed ``pages``."""
         paths = [Path(s) for s in sources if "://" not in s]
-        self.add(read_paths(paths, settings, self.record))
+        self.add(read_paths(paths, settings, self.record, self.files, self.on_plan))
         urls = [s for s in sources if "://" in s]
-        self.add(read_urls(urls, settings, self.record, self.known))
+        self.add(
+            read_urls(
+                urls + pages, settings, self.record, self.known, frozenset(pages), self.on_plan
+            )
+        )
 
     def revisit(
         self,
@@ -253,11 +287,14 @@ class _Reading:
     ) -> None:
         """Check each of ``urls`` (indexed, not reached by the recorded sources) on its own."""
         web: dict[tuple[Any, ...], tuple[IngestSettings, list[str]]] = {}
+        files = [path for url in urls if (path := _file_path(url)) and path.exists()]
+        if self.on_plan and files:
+            self.on_plan(len(files))
         for url in urls:
             path = _file_path(url)
             if path is not None:
                 if path.exists():
-                    self.add(read_paths([path], IngestSettings(), self.record))
+                    self.add(read_paths([path], IngestSettings(), self.record, self.files))
                 else:
                     self.record(CrawlEvent(url, "failed", "no such file"))
             elif urlsplit(url).scheme in ("http", "https"):
@@ -268,7 +305,8 @@ class _Reading:
         for settings, group in web.values():
             # A plain list of URLs stops at max_pages too: every one of them must be checked.
             group_settings = replace(settings, max_pages=len(group))
-            self.add(read_urls(group, group_settings, self.record, self.known))
+            read = read_urls(group, group_settings, self.record, self.known, on_plan=self.on_plan)
+            self.add(read)
 
     def outcome(self, url: str) -> SyncedUrl:
         event = self.events[url]
@@ -322,24 +360,23 @@ def _grouped(
     return list(groups.values())
 
 
-def _with_indexed_pages(
+def _indexed_pages(
     sources: list[str],
     settings: IngestSettings,
     indexed: dict[str, IndexedSource],
     claimed: set[str],
-) -> tuple[list[str], IngestSettings]:
-    """A crawl's sources plus the indexed pages in its scope, as seeds; its page limit
-    raised to check every one of them."""
+) -> list[str]:
+    """The indexed pages in a crawl's scope (not claimed by an earlier crawl): it starts
+    from each of them, and they take their share of its page limit."""
     seeds = [s for s in sources if "://" in s]
-    scope = UrlScope(seeds, settings.include, settings.exclude)
+    scope = UrlScope(seeds, settings.include, settings.exclude, scope=settings.scope)
     pages = [
         url
         for url in indexed
         if url not in claimed and urlsplit(url).scheme in ("http", "https") and scope.allows(url)
     ]
     claimed.update(pages)
-    limit = max(settings.max_pages, len(seeds) + len(pages))
-    return sources + pages, replace(settings, max_pages=limit)
+    return pages
 
 
 def _revisit_settings(

@@ -86,9 +86,9 @@ def eval_answers_command(
     For honest unanswerable questions, index some articles and pass another article's
     questions as --unanswerable (``ragtune.eval.squad.split_by_article`` splits a file).
     """
+    from ragtune import VectorStoreIndex  # with the query engine registered
     from ragtune.eval.answers import evaluate_answers, scores_table
     from ragtune.eval.squad import load_squad
-    from ragtune.index.vector_index import VectorStoreIndex
     from ragtune.llm import load_llm
 
     answerable = load_squad(qa)[:limit]

@@ -11,7 +11,6 @@ from rich.text import Text
 
 from ragtune.cli.answers import stream_answer
 from ragtune.cli.sources import ingest_and_report
-from ragtune.ingest import IngestSettings
 from ragtune.terminal import err, out, plain, styled
 
 DEMO_QUESTION = "What is the flavor of the dark energy potion?"
@@ -84,7 +83,8 @@ def demo_command(
     import tempfile
     import time
 
-    from ragtune.index.vector_index import VectorStoreIndex
+    from ragtune import VectorStoreIndex  # with the query engine registered
+    from ragtune.ingest import IngestSettings
     from ragtune.shop_server import serve_shop
 
     started = time.perf_counter()

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
-from ragtune.index.ranking import RetrievalMode
-from ragtune.query.engine import AnswerMode
-from ragtune.query.grounding import GroundingMode
+# The choices as the library spells them (index/ranking.py, query/engine.py,
+# query/grounding.py, web/reader.py), written out rather than imported: those modules
+# load NumPy, LanceDB and the web stack, which ``ragtune --help`` must not wait for.
+# tests/test_startup.py holds each copy equal to the library's type.
+RetrievalMode = Literal["hybrid", "dense", "keyword"]
+AnswerMode = Literal["generate", "extract", "auto"]
+GroundingMode = Literal["strict", "mark", "off"]
+RenderMode = Literal["never", "auto", "always"]
 
 IndexOption = Annotated[Path, typer.Option("--index", "-i", help="Index directory.")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]

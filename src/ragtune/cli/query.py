@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.text import Text
 
 from ragtune.cli.answers import (
     answer_without_index,
@@ -27,7 +28,7 @@ from ragtune.cli.options import (
     TopKOption,
 )
 from ragtune.errors import RagtuneError
-from ragtune.terminal import err, out, styled
+from ragtune.terminal import err, out, plain, styled
 
 CHAT_HELP = "commands: /sources (last answer's sources), /reset (forget the history), /exit"
 
@@ -101,7 +102,7 @@ def ask_command(
 
     Without --index the model answers from what it knows (a fine-tuned model, say).
     """
-    from ragtune.index.vector_index import VectorStoreIndex
+    from ragtune import VectorStoreIndex  # with the query engine registered
     from ragtune.llm import load_llm
     from ragtune.questions import validate_query
 
@@ -150,10 +151,13 @@ def chat_command(
 
     /sources lists the last answer's sources, /reset forgets the history, /exit
     (or end of input) ends with a summary. Example: ragtune chat --index ./idx
+
+    With stdin from a file or a pipe, each line is echoed as "> LINE" on stdout and
+    turns are a blank line apart, so the transcript reads turn by turn.
     """
     import time
 
-    from ragtune.index.vector_index import VectorStoreIndex
+    from ragtune import VectorStoreIndex  # with the query engine registered
     from ragtune.llm import load_llm
     from ragtune.query.chat import ChatSession
 
@@ -174,6 +178,7 @@ def chat_command(
     interactive = sys.stdin.isatty()
     if interactive:
         err.print(f"Chatting with {index} ({CHAT_HELP}).")
+    first_line = True
     while True:
         if interactive:
             err.print(styled("> ", "bold"), end="")
@@ -183,6 +188,12 @@ def chat_command(
         text = line.strip()
         if not text:
             continue
+        if not interactive:
+            # Nobody typed the line where the answer appears: without it, answers to a
+            # piped list of questions run together with nothing to say where one starts.
+            gap = "" if first_line else "\n"
+            out.print(Text.assemble(gap, styled("> ", "bold"), plain(text)))
+            first_line = False
         if text.startswith("/"):
             command = text.split()[0].lower()
             if command in ("/exit", "/quit"):

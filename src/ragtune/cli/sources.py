@@ -3,24 +3,30 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 from rich.text import Text
 
-from ragtune.cli.options import IndexOption, JsonOption
+from ragtune.cli.options import IndexOption, JsonOption, RenderMode
 from ragtune.cli.progress import source_progress
-from ragtune.ingest import IngestSettings
 from ragtune.terminal import err, out, plain, styled
-from ragtune.web.reader import RenderMode
-from ragtune.web.render import allowed_origin
+
+if TYPE_CHECKING:  # the index and the web stack load only in the commands that use them
+    from ragtune.ingest import IngestSettings
 
 # Which of a page's renderings ``extract`` prints.
 PageFormat = Literal["markdown", "text"]
+# ragtune.extract.documents.HtmlExtractor, written out so --help imports no extractor.
+HtmlExtractorChoice = Literal["default", "fast", "best"]
+# web/urls.py's CrawlScope, written out: that module loads the web stack, which
+# ``ragtune --help`` must not wait for (tests/test_crawl_scope.py holds them equal).
+CrawlScope = Literal["path", "host", "domain"]
 
 
 def ingest_and_report(sources: list[str], index_dir: Path, settings: IngestSettings) -> None:
-    """Ingest with live progress, then list skipped and failed sources and the totals."""
+    """Ingest with progress on stderr; then the skipped and failed sources on stderr,
+    and the summary, the result, on stdout."""
     from ragtune.ingest import REPORT_FILE, ingest
 
     with source_progress("Reading") as progress:
@@ -30,6 +36,7 @@ def ingest_and_report(sources: list[str], index_dir: Path, settings: IngestSetti
             settings,
             on_event=progress.on_event,
             on_embed=progress.on_embed,
+            on_plan=progress.on_plan,
         )
     for url in result.report["urls"]:
         if url["status"] in ("skipped", "failed"):
@@ -37,21 +44,53 @@ def ingest_and_report(sources: list[str], index_dir: Path, settings: IngestSetti
             err.print(Text.assemble(label, plain(f"{url['url']}: {url['reason']}")))
     counts = result.report["counts"]
     kinds = ", ".join(f"{kind} {n}" for kind, n in sorted(result.report["skipped"].items()))
-    err.print(
-        f"Indexed {result.documents} documents into {index_dir}: "
+    insert = result.insert
+    out.print(
+        f"Indexed {_count(result.documents, 'document')} into {index_dir}: "
         f"{counts['fetched']} fetched, {counts['unchanged']} unchanged, "
         f"{counts['skipped']} skipped{f' ({kinds})' if kinds else ''}, {counts['failed']} failed; "
-        f"{result.insert.unchanged} with unchanged text left alone, {result.insert.chunks} chunks "
-        f"written ({result.insert.embedded} embedded, the rest from the cache); "
-        f"{result.stats['documents']} documents, {result.stats['chunks']} chunks in the index. "
+        f"{insert.unchanged} with unchanged text left alone, "
+        f"{_written(insert.chunks, insert.embedded)}; "
+        f"{_count(result.stats['documents'], 'document')}, "
+        f"{_count(result.stats['chunks'], 'chunk')} in the index. "
         f"Report: {index_dir / REPORT_FILE}",
     )
+    limits = {"max_pages": settings.max_pages, "max_depth": settings.max_depth}
+    for kind, unvisited in result.report["unvisited"].items():
+        out.print(
+            f"The crawl stopped at --{kind.replace('_', '-')} {limits[kind]}: "
+            f"{_count(unvisited['count'], 'link')} in its scope left unvisited "
+            f"(listed in {REPORT_FILE})"
+        )
+
+
+def _count(n: int, noun: str) -> str:
+    """``n`` and the noun, plural unless n is 1: "1 chunk", "3 chunks"."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def _written(chunks: int, embedded: int) -> str:
+    """How many chunks were written, and how many of them were embedded rather than
+    taken from the cache, naming the cache only when it gave some."""
+    written = f"{_count(chunks, 'chunk')} written"
+    if not chunks:
+        return written
+    if embedded == chunks:
+        return f"{written} ({embedded} embedded)"
+    return f"{written} ({embedded} embedded, {chunks - embedded} from the cache)"
 
 
 def ingest_command(
     sources: Annotated[list[str], typer.Argument(help="URLs, files or folders to read.")],
     index: IndexOption,
-    crawl: Annotated[bool, typer.Option("--crawl", help="Follow same-site links.")] = False,
+    crawl: Annotated[bool, typer.Option("--crawl", help="Follow links within --scope.")] = False,
+    scope: Annotated[
+        CrawlScope,
+        typer.Option(
+            help="How far --crawl goes: path (the seed's folder: /docs/a.html -> /docs/), "
+            "host (the whole site) or domain (its subdomains too)."
+        ),
+    ] = "path",
     max_pages: Annotated[int, typer.Option(min=1, help="Most pages to fetch.")] = 200,
     max_depth: Annotated[int, typer.Option(min=0, help="Most link hops from a seed.")] = 3,
     include: Annotated[
@@ -121,8 +160,12 @@ def ingest_command(
 
     Example: ragtune ingest https://example.com/docs --crawl --index ./idx
     """
+    from ragtune.ingest import IngestSettings
+    from ragtune.web.render import allowed_origin
+
     settings = IngestSettings(
         crawl=crawl,
+        scope=scope,
         max_pages=max_pages,
         max_depth=max_depth,
         include=include or [],
@@ -178,6 +221,7 @@ def sync_command(
             dry_run=dry_run,
             on_event=progress.on_event,
             on_embed=progress.on_embed,
+            on_plan=progress.on_plan,
         )
     if as_json:
         out.print_data(result.to_dict())
@@ -189,9 +233,9 @@ def sync_command(
             reason = f": {url.reason}" if url.reason else ""
             out.print(Text.assemble(label, plain(url.url + reason)))
     skipped = f", {result.skipped} skipped" if result.skipped else ""
+    embedded = "" if dry_run else f" ({_count(result.chunks_embedded, 'chunk')} embedded)"
     counts = (
-        f"{result.unchanged} unchanged, {result.changed} changed"
-        f"{'' if dry_run else f' ({result.chunks_embedded} chunks embedded)'}, "
+        f"{result.unchanged} unchanged, {result.changed} changed{embedded}, "
         f"{result.removed} removed, {result.added} added, {result.failed} failed{skipped}"
     )
     if dry_run:
@@ -199,7 +243,13 @@ def sync_command(
     else:
         out.print(
             f"Synced {index}: {counts}; "
-            f"{result.documents} documents, {result.chunks} chunks in the index",
+            f"{_count(result.documents, 'document')}, {_count(result.chunks, 'chunk')} "
+            "in the index",
+        )
+    for kind, unvisited in result.unvisited.items():
+        out.print(
+            f"The crawl stopped at its --{kind.replace('_', '-')}: "
+            f"{_count(unvisited['count'], 'link')} left unvisited, not added (--json lists them)"
         )
 
 
@@ -208,6 +258,23 @@ def extract_command(
     format: Annotated[  # noqa: A002 (the option is --format)
         PageFormat, typer.Option("--format", "-f", help="markdown or text.")
     ] = "markdown",
+    extractor: Annotated[
+        HtmlExtractorChoice,
+        typer.Option(
+            "--extractor",
+            help="How HTML is read: default (trafilatura and ragtune's clean-ups), or the "
+            "combining extractor: fast (with resiliparse) or best (also trafilatura's "
+            "precision mode and readability where unsure).",
+        ),
+    ] = "default",
+    explain: Annotated[
+        bool,
+        typer.Option(
+            "--explain",
+            help="Show which extractors each block came from (the combining extractor; "
+            "implies --extractor fast unless best is given).",
+        ),
+    ] = False,
 ) -> None:
     """Print the main content of one page.
 
@@ -215,5 +282,13 @@ def extract_command(
     """
     from ragtune.web.pages import extract_source
 
-    page = extract_source(source)
+    if explain and extractor == "default":
+        extractor = "fast"
+    page = extract_source(source, extractor)
+    if explain and page.blocks:
+        for block in page.blocks:
+            # "+" marks a block the vote added: ragtune's own reading lacked it.
+            mark = " " if "ragtune" in block.sources else "+"
+            out.print(plain(f"{mark} [{', '.join(block.sources)}] {block.text}"))
+        return
     out.print(page.markdown if format == "markdown" else page.text)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 from ragtune.documents import Document, content_hash
 from ragtune.errors import ExtractionError
@@ -32,6 +32,10 @@ class Origin:
     base_url: str  # what the bytes were read from (after redirects): HTML links resolve here
     title: str  # unless the content names its own (an HTML page does)
     metadata: dict[str, object] = field(default_factory=dict)  # kept on every Document
+
+
+# How an HTML page is read: extract_html, or the combining extractor's modes.
+HtmlExtractor = Literal["default", "fast", "best"]
 
 
 def content_documents(
@@ -63,10 +67,20 @@ def content_documents(
 
 
 def main_content(
-    data: bytes, media_type: str, origin: Origin, encoding: str | None = None
+    data: bytes,
+    media_type: str,
+    origin: Origin,
+    encoding: str | None = None,
+    extractor: HtmlExtractor = "default",
 ) -> ExtractedPage:
     """One source's main content as one page (what ``ragtune extract`` prints): an HTML
-    page's own extraction, with its plain text; anything else its Documents joined."""
+    page's own extraction, with its plain text; anything else its Documents joined.
+    ``extractor`` "fast" or "best" reads HTML with the combining extractor
+    (``ragtune.extract.ensemble``) instead of ``extract_html``."""
+    if media_type in HTML_TYPES and extractor != "default":
+        from ragtune.extract.ensemble import extract_combined  # resiliparse: only when asked
+
+        return extract_combined(data, url=origin.base_url, extractor=extractor)
     if media_type in HTML_TYPES:
         return extract_html(data, url=origin.base_url)
     documents = content_documents(data, media_type, origin, encoding)

@@ -20,7 +20,13 @@ from typing import Literal
 
 from ragtune.documents import Document
 from ragtune.errors import ExtractionError, RagtuneError
-from ragtune.extract.documents import Origin, content_documents, main_content, named
+from ragtune.extract.documents import (
+    HtmlExtractor,
+    Origin,
+    content_documents,
+    main_content,
+    named,
+)
 from ragtune.extract.html import ExtractedPage
 
 # The media type each readable suffix is read as, and named in a Document's metadata.
@@ -56,10 +62,12 @@ def file_documents(path: Path) -> list[Document]:
     return named(str(path), lambda: content_documents(*_file_content(path, media_type)))
 
 
-def file_main_content(path: Path) -> ExtractedPage:
+def file_main_content(path: Path, extractor: HtmlExtractor = "default") -> ExtractedPage:
     """A file's main content as one page (``ragtune extract``). Errors name the file."""
     media_type = _media_type(path)
-    return named(str(path), lambda: main_content(*_file_content(path, media_type)))
+    return named(
+        str(path), lambda: main_content(*_file_content(path, media_type), extractor=extractor)
+    )
 
 
 def _media_type(path: Path) -> str:
@@ -126,28 +134,46 @@ def _too_large(size: int, limit: int) -> str:
     return f"too large ({size:,} bytes; the limit is {limit:,})"
 
 
+# What a folder read makes of a file it picked: None to read it, or why it is not read.
+FileStatus = Skipped | RagtuneError | None
+
+
+def folder_files(
+    root: Path,
+    include: Iterable[str] = (),
+    exclude: Iterable[str] = (),
+    follow_symlinks: bool = False,
+) -> Iterator[tuple[Path, FileStatus]]:
+    """The files ``read_folder`` reads, each with its status, none of them opened: every
+    file of a readable type under ``root`` (recursively) whose path relative to
+    ``root`` matches the include globs (when any) and no exclude glob. Hidden files and
+    folders are never picked. A symbolic link leading out of ``root`` comes as Skipped
+    unless ``follow_symlinks``; a folder reached twice (a link cycle) is walked once;
+    a folder that cannot be listed comes as the error (``root`` itself included)."""
+    include, exclude = list(include), list(exclude)
+    for path, status in _walk(root, follow_symlinks):
+        if path != root:
+            relative = path.relative_to(root).as_posix()
+            if status is None and path.suffix.lower() not in READABLE_SUFFIXES:
+                continue
+            if include and not any(fnmatch.fnmatch(relative, p) for p in include):
+                continue
+            if any(fnmatch.fnmatch(relative, p) for p in exclude):
+                continue
+        yield path, status
+
+
 def read_folder(
     root: Path,
     include: Iterable[str] = (),
     exclude: Iterable[str] = (),
     follow_symlinks: bool = False,
 ) -> Iterator[tuple[Path, FileResult]]:
-    """Every readable file under ``root`` (recursively), filtered by glob patterns on the
-    path relative to ``root``; files of other types are not read at all. Hidden files
-    and folders are never read. A symbolic link leading out of ``root`` is yielded as
-    Skipped unless ``follow_symlinks``; a folder reached twice (a link cycle) is read once."""
-    include, exclude = list(include), list(exclude)
-    for path, entry in _walk(root, follow_symlinks):
-        if path != root:
-            relative = path.relative_to(root).as_posix()
-            if entry is None and path.suffix.lower() not in READABLE_SUFFIXES:
-                continue
-            if include and not any(fnmatch.fnmatch(relative, p) for p in include):
-                continue
-            if any(fnmatch.fnmatch(relative, p) for p in exclude):
-                continue
-        if entry is not None:
-            yield path, entry
+    """The Documents of every file ``folder_files`` picks, or why a file gave none;
+    files of other types are not read at all."""
+    for path, status in folder_files(root, include, exclude, follow_symlinks):
+        if status is not None:
+            yield path, status
             continue
         try:
             yield path, file_documents(path)
@@ -155,11 +181,7 @@ def read_folder(
             yield path, error
 
 
-# What the walk makes of a path: None for a file to read, or why it is passed over.
-_Entry = Skipped | RagtuneError | None
-
-
-def _walk(root: Path, follow_symlinks: bool) -> Iterator[tuple[Path, _Entry]]:
+def _walk(root: Path, follow_symlinks: bool) -> Iterator[tuple[Path, FileStatus]]:
     """Every non-hidden file under ``root`` (and each folder that cannot be entered),
     depth first in sorted order. Folders are known by device and inode, files by their
     resolved path, so neither a link cycle nor two links to one place read it twice."""
@@ -207,7 +229,7 @@ def _list_folder(folder: Path, seen: set[tuple[int, int]]) -> Iterator[Path] | R
     return (folder / name for name in names)
 
 
-def _classify(path: Path, top: Path, follow_symlinks: bool) -> _Entry | Literal["folder"]:
+def _classify(path: Path, top: Path, follow_symlinks: bool) -> FileStatus | Literal["folder"]:
     """'folder' to enter, None for a file to read, or why the path is passed over."""
     is_link = path.is_symlink()
     try:

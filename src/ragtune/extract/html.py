@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -14,16 +15,41 @@ from lxml import etree
 from trafilatura.xml import xmltotxt
 
 from ragtune.errors import ExtractionError
+from ragtune.extract.code_blocks import restore_code_blocks, stash_code_blocks
+from ragtune.extract.doc_markup import (
+    collapse_whitespace,
+    drop_permalinks,
+    flatten_signatures,
+    mark_admonitions,
+    quote_admonitions,
+)
 from ragtune.extract.text import decode_text
 
 # Dates guessed from a copyright footer ("© 2026") are noise, so only
 # dates the page states in its markup are kept.
 _DATE_PARAMS = {"extensive_search": False, "original_date": True}
+_MAX_TREE_BYTES = 10_000_000
+_MAX_TREE_TAGS = 200_000
+# What str.splitlines splits on, and whitespace other than line breaks.
+_LINE_BREAKS = re.compile("\r\n|[\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
+# Only what must change matches (a lone space does not): re.sub keeps a piece per match.
+_SPACE_RUNS = re.compile(r"[^\S\n]{2,}|[^\S\n ]")
+_SPACES_AROUND_BREAKS = re.compile(r" \n ?|\n ")
 _BLANK_LINES = re.compile(r"\n{3,}")
 _BOLD = re.compile(r"(\*\*|__)(?=\S)(.+?)(?<=\S)\1")
 _ITALIC = re.compile(r"(?<![\w*])\*(?=[^\s*])([^*\n]+?)(?<=[^\s*])\*(?![\w*])")
 _ESCAPE = re.compile(r"\\([\\`*_{}\[\]()<>.!])")
+# An inline code span: a run of backticks, then text, then a run of the same length.
+_CODE_SPAN = re.compile(r"(?<!`)(`+)(?!`).*?(?<!`)\1(?!`)")
 _TABLE_RULE = re.compile(r"^\|?(\s*:?-{3,}:?\s*\|)+\s*:?-*:?\s*$")
+
+
+@dataclass(frozen=True)
+class Block:
+    """One block of a page's Markdown and the extractors whose output holds its text."""
+
+    text: str
+    sources: tuple[str, ...]
 
 
 @dataclass
@@ -34,6 +60,8 @@ class ExtractedPage:
     title: str
     metadata: dict[str, Any] = field(default_factory=dict)
     plain: str | Callable[[], str] = field(default="", repr=False)
+    # Where each block came from; only the combining extractor (ensemble.py) says.
+    blocks: list[Block] = field(default_factory=list, repr=False)
 
     @cached_property
     def text(self) -> str:
@@ -47,15 +75,17 @@ def extract_html(html: str | bytes, url: str | None = None) -> ExtractedPage:
     """Extract the main content of an HTML page as Markdown and plain text.
 
     Headings, lists, tables and emphasis survive into the Markdown; navigation,
-    headers and footers are dropped. A page beyond what lxml will parse (nested
-    deeper than 256 elements, a text over 10 MB) would lose everything past that
-    point, so its whole text is taken instead, without the Markdown. Raises
-    ExtractionError ("no readable text") when the page has no readable text at all.
+    headers and footers are dropped; code blocks come out fenced, verbatim. A page
+    beyond what lxml will parse (nested deeper than 256 elements, a text over 10 MB)
+    would lose everything past that point, and one over 10 MB or 200,000 tags would
+    take minutes, so the whole text of such a page is taken instead, without the
+    Markdown. Raises ExtractionError ("no readable text") when the page has no readable
+    text at all.
     """
     if isinstance(html, bytes) and _is_binary(html):
         # trafilatura finds "text" in about 1 of 140 random 64 KB bodies.
         raise ExtractionError("binary data where HTML was expected")
-    if _beyond_parser_limits(html):
+    if _too_big_for_a_tree(html) or _beyond_parser_limits(html):
         return _streamed(html)
     try:
         return _extracted(html, url)
@@ -66,8 +96,10 @@ def extract_html(html: str | bytes, url: str | None = None) -> ExtractedPage:
 
 
 def _extracted(html: str | bytes, url: str | None) -> ExtractedPage:
+    tree = trafilatura.load_html(html)
+    markup = _DocMarkup(tree) if tree is not None else None
     document: Any = trafilatura.bare_extraction(  # a Document, since as_dict is False
-        html,
+        tree if tree is not None else html,
         url=url,
         include_tables=True,
         include_formatting=True,
@@ -78,8 +110,12 @@ def _extracted(html: str | bytes, url: str | None) -> ExtractedPage:
     plain: str | Callable[[], str]
     if document is not None and document.body is not None:
         body = document.body
-        markdown = _plain_inline(_tidy(xmltotxt(body, include_formatting=True)))
-        plain = lambda: _plain_tables(_tidy(xmltotxt(body, include_formatting=False)))  # noqa: E731
+        restore = markup.restore if markup is not None else _unchanged
+        # Restored last: code keeps its blank lines and its text is not for _plain_inline.
+        markdown = restore(_plain_inline(_tidy(xmltotxt(body, include_formatting=True))), True)
+        plain = lambda: restore(  # noqa: E731
+            _plain_tables(_tidy(xmltotxt(body, include_formatting=False))), False
+        ).strip()
     else:
         # trafilatura gives up on very short pages; their whole text is the content.
         plain = markdown = _tidy(trafilatura.html2txt(html))
@@ -96,10 +132,44 @@ def _extracted(html: str | bytes, url: str | None) -> ExtractedPage:
     return ExtractedPage(markdown=markdown, title=title, metadata=metadata, plain=plain)
 
 
+class _DocMarkup:
+    """A parsed page prepared for trafilatura (code blocks and admonitions replaced by
+    placeholder paragraphs, documentation markup made plain), and the way back from
+    its output to the page's code blocks and admonitions."""
+
+    def __init__(self, tree: Any) -> None:
+        # A fresh word per page: no page text can collide with a placeholder.
+        self.placeholder = f"ragtune{secrets.token_hex(5)}"
+        drop_permalinks(tree)
+        self.blocks = stash_code_blocks(tree, f"{self.placeholder}c")
+        flatten_signatures(tree)
+        self.titles = mark_admonitions(tree, f"{self.placeholder}a")
+        collapse_whitespace(tree)
+
+    def restore(self, text: str, markdown: bool) -> str:
+        # Quotes first: quoting evens out blank lines, which code must keep as they are.
+        text = quote_admonitions(text, f"{self.placeholder}a", self.titles, quote=markdown)
+        return restore_code_blocks(text, f"{self.placeholder}c", self.blocks, fenced=markdown)
+
+
+def _unchanged(text: str, markdown: bool) -> str:
+    return text
+
+
 def _is_binary(data: bytes) -> bool:
     """NUL bytes early on, in a body without a UTF-16 byte order mark (the one text
     encoding that is full of them)."""
     return not data.startswith((b"\xff\xfe", b"\xfe\xff")) and b"\x00" in data[:8192]
+
+
+def _too_big_for_a_tree(html: str | bytes) -> bool:
+    """Whether the tree-based extraction would take too long or too much memory: it costs
+    about 30 us and a few hundred bytes per element (a 20 MB page of nested divs took 92 s
+    and 960 MB), so past 200,000 tags or 10 MB the whole text is streamed instead. The
+    extraction-eval pages have at most 20,000 tags, Python's HTML manual 98,000."""
+    if len(html) > _MAX_TREE_BYTES:
+        return True
+    return html.count("<" if isinstance(html, str) else b"<") > _MAX_TREE_TAGS  # type: ignore[arg-type]
 
 
 def _beyond_parser_limits(html: str | bytes) -> bool:
@@ -120,11 +190,18 @@ def _streamed(html: str | bytes) -> ExtractedPage:
     reader = _TextReader()
     reader.feed(source)
     reader.close()
-    text = _tidy("\n".join(" ".join(line.split()) for line in "".join(reader.parts).splitlines()))
+    text = _tidy(_collapsed_lines("".join(reader.parts)))
     if not text:
         raise ExtractionError("no readable text")
     title = " ".join(reader.title.split())[:200] or _first_heading(text)
     return ExtractedPage(markdown=text, title=title, metadata={"title": title})
+
+
+def _collapsed_lines(text: str) -> str:
+    """Each line's whitespace runs as one space, no space at either end of a line. Not
+    with str.split: on a 20 MB one-line text its list of words took 200 MB more."""
+    text = _LINE_BREAKS.sub("\n", text)
+    return _SPACES_AROUND_BREAKS.sub("\n", _SPACE_RUNS.sub(" ", text))
 
 
 class _TextReader(HTMLParser):
@@ -172,8 +249,20 @@ def _plain_inline(markdown: str) -> str:
     """Drop bold and italic markers and trafilatura's backslash escapes inside text,
     keep the words. Neither helps retrieval, and both break exact phrases ("Liebe\\_r",
     "\\[1\\]"): on the extraction-eval set, F1 0.921 -> 0.923 and recall 0.937 -> 0.942.
-    Escapes that protect block structure (#, +, -, |) stay."""
-    return _ESCAPE.sub(r"\1", _ITALIC.sub(r"\1", _BOLD.sub(r"\2", markdown)))
+    Escapes that protect block structure (#, +, -, |) stay. Inline code is left as it
+    is: there `__init__` and `f(*args, **kwargs)` are the text, not emphasis."""
+    parts: list[str] = []
+    position = 0
+    for span in _CODE_SPAN.finditer(markdown):
+        parts.append(_plain_prose(markdown[position : span.start()]))
+        parts.append(span.group())
+        position = span.end()
+    parts.append(_plain_prose(markdown[position:]))
+    return "".join(parts)
+
+
+def _plain_prose(text: str) -> str:
+    return _ESCAPE.sub(r"\1", _ITALIC.sub(r"\1", _BOLD.sub(r"\2", text)))
 
 
 def _plain_tables(text: str) -> str:

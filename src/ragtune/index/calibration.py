@@ -150,7 +150,8 @@ class ScoreCalibration:
     and ``spread`` are the mean and the standard deviation with the highest
     ``TRIMMED`` share left out; ``highest`` is the largest, kept for people
     reading ``ragtune.json``, not for decisions (one probe the corpus answers
-    would set it).
+    would set it). ``vocabulary`` names the file of the corpus's words written
+    with it (``ragtune.index.vocabulary``); None for an index that has none.
     """
 
     probes: int
@@ -158,6 +159,7 @@ class ScoreCalibration:
     spread: float
     highest: float
     method: str = METHOD
+    vocabulary: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -174,6 +176,7 @@ class ScoreCalibration:
                 background=float(data["background"]),
                 spread=float(data["spread"]),
                 highest=float(data["highest"]),
+                vocabulary=data["vocabulary"] if isinstance(data.get("vocabulary"), str) else None,
             )
         except (KeyError, TypeError, ValueError):
             return None

@@ -115,3 +115,57 @@ def _recorded_keys(directory: Path) -> set[str]:
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+# --- files.json: what each indexed file was, so an unchanged one is not read again ----
+
+FILE_STATES = "files.json"
+FILE_STATES_FORMAT = "ragtune-files"
+
+
+@dataclass(frozen=True)
+class FileState:
+    """A file as it was when its documents were indexed: its size and modification
+    time (as stat gives them), the SHA-256 of its bytes, and the id and content hash
+    of every document it gave."""
+
+    size: int
+    mtime_ns: int
+    sha256: str
+    documents: dict[str, str] = field(default_factory=dict)
+
+
+def read_file_states(directory: Path) -> dict[str, FileState]:
+    """The recorded states by file URL; {} when there are none or the record is damaged:
+    it only saves time, so a damaged one costs a re-read of every file, never an error."""
+    path = directory / FILE_STATES
+    if not path.exists():
+        return {}
+    try:
+        data = read_json(path)
+        if not isinstance(data, dict) or data.get("format") != FILE_STATES_FORMAT:
+            return {}
+        return {
+            str(url): FileState(
+                int(entry["size"]),
+                int(entry["mtime_ns"]),
+                str(entry["sha256"]),
+                {str(k): str(v) for k, v in entry["documents"].items()},
+            )
+            for url, entry in data["files"].items()
+        }
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return {}
+
+
+def write_file_states(directory: Path, states: dict[str, FileState]) -> None:
+    """Replace the record; the caller holds the write lock and has committed the
+    documents the states name (a state never runs ahead of the index)."""
+    write_json_atomic(
+        directory / FILE_STATES,
+        {
+            "format": FILE_STATES_FORMAT,
+            "version": 1,
+            "files": {url: asdict(state) for url, state in sorted(states.items())},
+        },
+    )

@@ -20,6 +20,7 @@ from ragtune.index.calibration import ScoreCalibration
 from ragtune.index.filters import FiltersArgument, MetadataFilters, as_filters
 from ragtune.index.mmr import DEFAULT_MMR_LAMBDA, mmr_select
 from ragtune.index.stores.base import ChunkStore, Row, SearchHit
+from ragtune.index.vocabulary import CorpusVocabulary
 from ragtune.questions import validate_query
 
 RetrievalMode = Literal["hybrid", "dense", "keyword"]
@@ -64,6 +65,7 @@ class VectorIndexRetriever:
         *,
         metadata_keys: Iterable[str],
         calibration: ScoreCalibration | None = None,
+        vocabulary: CorpusVocabulary | None = None,
     ) -> None:
         if similarity_top_k < 1:
             raise InvalidQueryError("top-k must be at least 1")
@@ -84,6 +86,8 @@ class VectorIndexRetriever:
         # What this corpus's cosines mean: the query engine reads it to decide
         # whether the sources hold an answer (None for an uncalibrated index).
         self.calibration = calibration
+        # Which words the corpus holds: a question naming one it lacks is not in it.
+        self.vocabulary = vocabulary
 
     def retrieve(self, query: str) -> list[NodeWithScore]:
         """The best chunks for ``query``; InvalidQueryError when it is empty or too long."""

@@ -12,7 +12,7 @@ import shutil
 import tempfile
 import weakref
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 from urllib.parse import urlsplit
@@ -31,6 +31,13 @@ from ragtune.index.mmr import DEFAULT_MMR_LAMBDA
 from ragtune.index.ranking import RetrievalMode, VectorIndexRetriever
 from ragtune.index.stores import EMBEDDED, ChunkStore, StoredChunk
 from ragtune.index.stores.locate import new_table_name, open_store, store_name
+from ragtune.index.vocabulary import (
+    CorpusVocabulary,
+    build_vocabulary,
+    load_vocabulary,
+    remove_other_vocabularies,
+    save_vocabulary,
+)
 
 if TYPE_CHECKING:
     from ragtune.llm.base import LLM
@@ -86,8 +93,9 @@ class VectorStoreIndex:
     """A persistent index of document chunks and their embeddings."""
 
     # Builds as_query_engine's engine: ragtune.query.engine sets its
-    # RetrieverQueryEngine here when imported (and the package root imports it).
-    # The query layer sits above this one and may import it, never the reverse.
+    # RetrieverQueryEngine here when imported, and the package root imports it the
+    # first time ``ragtune.VectorStoreIndex`` is looked up. The query layer sits
+    # above this one and may import it, never the reverse.
     query_engine_factory: ClassVar[Callable[..., QueryEngine] | None] = None
 
     def __init__(
@@ -99,6 +107,7 @@ class VectorStoreIndex:
     ) -> None:
         self.persist_dir = persist_dir
         self.last_insert = InsertStats()
+        self._vocabulary: tuple[str, CorpusVocabulary] | None = None
         self.manifest = manifest
         self.embedder = embedder
         self.store: ChunkStore = open_store(
@@ -260,16 +269,37 @@ class VectorStoreIndex:
             self.manifest.save(self.persist_dir)
             done += len(chunks)
             stats.chunks = done
-        if done or self.manifest.calibration is None:
+        # An index from before calibration (or its vocabulary) gets one at the next write.
+        if done or self.calibration is None or self.vocabulary is None:
             self._recalibrate()
         return done
 
     def _recalibrate(self) -> None:
-        """Measure what a cosine means in the index as it now is, for the query
-        engine's not-in-the-sources decision (``ragtune.index.calibration``)."""
+        """Measure what a cosine means in the index as it now is, and which words it
+        holds, for the query engine's not-in-the-sources decision
+        (``ragtune.index.calibration``, ``ragtune.index.vocabulary``)."""
         calibration = calibrate(self.store, self.embedder)
+        if calibration is not None:
+            name = save_vocabulary(build_vocabulary(self.store), self.persist_dir)
+            calibration = replace(calibration, vocabulary=name)
         self.manifest.calibration = calibration.to_dict() if calibration else None
         self.manifest.save(self.persist_dir)
+        # Only once the manifest names the new file may the old one go.
+        remove_other_vocabularies(self.persist_dir, calibration.vocabulary if calibration else None)
+        self._vocabulary = None
+
+    @property
+    def vocabulary(self) -> CorpusVocabulary | None:
+        """The words of the index's passages; None for an index built before it existed."""
+        calibration = self.calibration
+        if calibration is None or calibration.vocabulary is None:
+            return None
+        if self._vocabulary is None or self._vocabulary[0] != calibration.vocabulary:
+            loaded = load_vocabulary(self.persist_dir, calibration.vocabulary)
+            if loaded is None:
+                return None
+            self._vocabulary = (calibration.vocabulary, loaded)
+        return self._vocabulary[1]
 
     @property
     def calibration(self) -> ScoreCalibration | None:
@@ -383,6 +413,7 @@ class VectorStoreIndex:
             mmr_lambda,
             metadata_keys=self.manifest.metadata_keys,
             calibration=self.calibration,
+            vocabulary=self.vocabulary,
         )
 
     def as_query_engine(
@@ -398,7 +429,10 @@ class VectorStoreIndex:
         ``kwargs`` are the engine's own options (``answer_tokens``, ``min_similarity``...)."""
         factory = VectorStoreIndex.query_engine_factory
         if factory is None:
-            raise RuntimeError("no query engine is registered: import ragtune first")
+            raise RuntimeError(
+                "no query engine is registered: use ragtune.VectorStoreIndex "
+                "(or import ragtune.query first)"
+            )
         return factory(self.as_retriever(similarity_top_k, mode, filters, mmr), llm=llm, **kwargs)
 
     def stats(self) -> dict[str, Any]:

@@ -9,8 +9,6 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import httpx
-
 from ragtune.assets import DEFAULT_LLM
 from ragtune.errors import LLMError, ModelNotFoundError
 from ragtune.llm.base import ChatMessage
@@ -85,6 +83,8 @@ class LlamaCppLLM:
             return len(self._tokenizer.encode(text, add_special_tokens=False).ids)
         # A tokenizer not rebuilt exactly from the GGUF: ask llama.cpp's /tokenize, on
         # loopback (about 30 ms a text, where the rebuilt one takes 0.1 ms).
+        import httpx  # only here: every other path starts without the HTTP stack
+
         response = httpx.post(
             f"{self._server.listening_address}/tokenize", json={"content": text}, timeout=30
         )

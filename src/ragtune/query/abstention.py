@@ -9,8 +9,14 @@ Two kinds of evidence, each read on a scale that no CPU or backend moves much:
   move with the scores they judge.
 - **Keywords**: the share of the question's content words that one retrieved
   passage contains, a literal match that no kernel changes.
+- **Absent names**: a name or an identifier in the question (``shared_buffers``,
+  ``LSN``, a capitalised name mid-sentence, a quoted term) that occurs in no
+  passage of the index at all (``ragtune.index.vocabulary``). Similarity cannot
+  see it: on the PostgreSQL manual, questions about settings the indexed pages
+  never mention scored cosines up to 0.61, above many answerable ones.
 
-The rule, for an index that has a calibration:
+The rule: a question naming something absent from the corpus is not in the
+sources, whatever its cosine. Otherwise, for an index that has a calibration:
 
 - a best cosine at or above ``background + SIMILAR_SPREADS * spread`` is in the
   sources on similarity alone: few unrelated questions come that close;
@@ -33,11 +39,15 @@ of the content words in one passage. ``min_similarity=0`` always asks the LLM.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ragtune.documents import NodeWithScore
 from ragtune.index.calibration import ScoreCalibration
-from ragtune.query.terms import key_terms, words_of
+from ragtune.index.vocabulary import CorpusVocabulary
+from ragtune.query.terms import key_terms, names_of
+from ragtune.words import WORD, normalised, words_of
 
 # The fixed cosine used when the index has no calibration; it was calibrated on
 # the demo shop with the bundled embedder and means little on other corpora.
@@ -88,10 +98,12 @@ def decide(
     evidence: float,
     calibration: ScoreCalibration | None,
     min_similarity: float | None = None,
+    absent: Sequence[str] = (),
 ) -> Abstention:
     """Whether the sources hold the answer to a question whose closest retrieved
-    passage has cosine ``best`` and whose content words one passage holds a share
-    ``evidence`` of.
+    passage has cosine ``best``, whose content words one passage holds a share
+    ``evidence`` of, and which names the terms ``absent`` that no passage contains
+    (see :func:`absent_terms`).
 
     ``min_similarity`` None uses ``calibration``, or the fixed
     ``DEFAULT_MIN_SIMILARITY`` when the index has none (the reason says so); a
@@ -99,6 +111,13 @@ def decide(
     """
     if min_similarity is not None and min_similarity <= 0:
         return Abstention(True, "min_similarity 0 always asks the LLM", "always")
+    rule = "calibrated" if min_similarity is None and calibration is not None else "fixed"
+    if absent:
+        named = ", ".join(repr(term) for term in absent[:3])
+        verb = "occurs" if len(absent) == 1 else "occur"
+        reason = f"the question names {named}, which {verb} nowhere in the index"
+        thresholds = Thresholds.of(calibration) if rule == "calibrated" and calibration else None
+        return Abstention(False, reason, rule, thresholds)
     if min_similarity is None and calibration is not None:
         return _calibrated(best, evidence, Thresholds.of(calibration))
     if min_similarity is None:
@@ -142,6 +161,72 @@ def _fixed(best: float, evidence: float, threshold: float, note: str) -> Abstent
     return Abstention(
         False, f"best similarity {best:.3f} is below min_similarity {threshold}{note}", "fixed"
     )
+
+
+# Written as code or quoted: the question names this term exactly.
+_QUOTED = re.compile(r"`([^`\n]{1,80})`|\"([^\"\n]{1,80})\"")
+# An identifier by its shape: an underscore, letters with digits, or an inner
+# capital (camelCase); an acronym is two capitals or more.
+_IDENTIFIER = re.compile(r"\w*_\w*|\w*[^\W\d]\d\w*|\w*\d[^\W\d]\w*|[a-z]+[A-Z]\w*")
+_ACRONYM = re.compile(r"[A-Z]{2,}s?")
+# "15th", "1990s", "4MB": a number with a suffix, not a name.
+_NUMBER_WITH_SUFFIX = re.compile(r"\d+[^\W\d]{1,2}")
+_HYPHENS = re.compile(r"-+")
+
+
+@dataclass(frozen=True)
+class DistinctiveTerm:
+    """A name or identifier a question asks about; ``exact`` when the corpus must
+    hold it as written (an identifier), otherwise in a form people write names."""
+
+    text: str
+    exact: bool
+
+
+def distinctive_terms(question: str) -> list[DistinctiveTerm]:
+    """The question's names and identifiers, lowercased: terms that a corpus about
+    them must contain (not common words, which a paraphrase replaces)."""
+    found: dict[str, DistinctiveTerm] = {}
+
+    def add(raw: str, exact: bool) -> None:
+        word = normalised(raw.casefold())
+        if len(word) > 1 and word not in found and not word.isdigit():
+            found[word] = DistinctiveTerm(word, exact)
+
+    for match in _QUOTED.finditer(question):
+        for raw in WORD.findall(match.group(1) or match.group(2)):
+            add(raw, bool(_IDENTIFIER.fullmatch(raw)))
+    for raw in WORD.findall(question):
+        raw = raw.strip("'-")
+        if _NUMBER_WITH_SUFFIX.fullmatch(raw):
+            continue
+        if _IDENTIFIER.fullmatch(raw):
+            add(raw, True)
+        elif _ACRONYM.fullmatch(raw):
+            add(raw, False)
+    for name in sorted(names_of(question)):
+        add(name, False)
+    return list(found.values())
+
+
+def absent_terms(question: str, vocabulary: CorpusVocabulary | None) -> list[str]:
+    """The distinctive terms of ``question`` that occur in no passage of the corpus
+    whose words are ``vocabulary``. Empty without a vocabulary."""
+    if vocabulary is None:
+        return []
+    return [
+        term.text for term in distinctive_terms(question) if not _mentioned(term, vocabulary)
+    ]
+
+
+def _mentioned(term: DistinctiveTerm, vocabulary: CorpusVocabulary) -> bool:
+    if term.exact:
+        return term.text in vocabulary
+    parts = [part for part in _HYPHENS.split(term.text) if len(part) > 1]
+    if vocabulary.mentions_name(term.text):
+        return True
+    # "Huguenot-descended": a compound of words the corpus has.
+    return len(parts) > 1 and all(vocabulary.mentions_name(part) for part in parts)
 
 
 def best_similarity(nodes: list[NodeWithScore]) -> float | None:

@@ -16,7 +16,8 @@ points into the prompt), and then, unless grounding is ``"off"``, a
 A kept sentence is emitted as soon as it is whole, so a stream shows its first
 sentence about as soon as the model finishes writing it. When nothing is kept,
 ``fallback`` (the extractive answer, in ``auto`` mode) or ``NO_SUPPORTED_ANSWER``
-is the answer.
+is the answer; in ``auto`` mode, when some sentences were kept and others dropped
+as unsupported, the extractive answer follows the kept ones.
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ class AnswerAssembler:
         self.repeats_dropped = 0
         self.truncated = False
         self.fell_back = False
+        self.supplemented = False  # auto: the extractive answer added after a cut one
         self._seen: set[str] = set()
 
     def feed(self, piece: str) -> str:
@@ -79,6 +81,8 @@ class AnswerAssembler:
         tail = "".join(emitted)
         if not self.sentences:
             tail += self._answer_when_nothing_is_kept()
+        elif self.unsupported_dropped and self.fallback is not None:
+            tail += self._supplement()
         return tail
 
     @property
@@ -122,6 +126,24 @@ class AnswerAssembler:
         self.fell_back = True
         self.sentences.append(extracted)
         return self._emit(extracted.text)
+
+    def _supplement(self) -> str:
+        """After a model's answer that grounding had to cut, the sources' own answering
+        sentence (``auto``): what the model kept is supported, but a model that invents
+        part of an answer has often missed the part that answers (on XQuAD the kept
+        sentences held the gold answer for 0.53 of questions, the extractive one 0.80)."""
+        extracted = self.fallback() if self.fallback is not None else None
+        if extracted is None:
+            return ""
+        key = repeat_key(extracted.text)
+        if key in self._seen or any(
+            key and key in repeat_key(kept.text) for kept in self.sentences
+        ):
+            return ""
+        self._seen.add(key)
+        self.supplemented = True
+        self.sentences.append(extracted)
+        return self._emit(extracted.text, " ")
 
     def _emit(self, text: str, separator: str = "") -> str:
         if not text:

@@ -10,9 +10,10 @@ from ragtune.documents import Citation, NodeWithScore, Response
 from ragtune.errors import RagtuneError
 from ragtune.index.calibration import ScoreCalibration
 from ragtune.index.vector_index import VectorStoreIndex
+from ragtune.index.vocabulary import CorpusVocabulary
 from ragtune.llm.base import LLM
 from ragtune.llm.factory import load_llm
-from ragtune.query.abstention import best_similarity, decide, keyword_evidence
+from ragtune.query.abstention import absent_terms, best_similarity, decide, keyword_evidence
 from ragtune.query.assembly import AnswerAssembler
 from ragtune.query.extractive import extract_answer
 from ragtune.query.grounding import GROUNDING_MODES, Embed, GroundingMode, Passages, SupportChecker
@@ -50,9 +51,10 @@ class RetrieverQueryEngine:
 
     When the retrieved passages do not hold the answer (:mod:`ragtune.query.abstention`:
     the best question-passage cosine read against the index's own score
-    calibration, with keyword evidence), the answer is ``not_in_sources_answer``
-    and the LLM is neither loaded nor asked; the response's metadata says so
-    (``not_in_sources``, ``reason``, ``best_similarity``, ``keyword_evidence``) and
+    calibration, with keyword evidence, and names in the question that the corpus
+    never mentions), the answer is ``not_in_sources_answer`` and the LLM is neither
+    loaded nor asked; the response's metadata says so (``not_in_sources``,
+    ``reason``, ``best_similarity``, ``keyword_evidence``, ``absent_terms``) and
     ``source_nodes`` still lists what was retrieved. ``min_similarity`` replaces
     the calibration with a fixed cosine threshold; ``min_similarity=0`` always
     asks the LLM.
@@ -101,6 +103,8 @@ class RetrieverQueryEngine:
         # before calibration existed has none, and a plain retriever carries none.
         calibration = getattr(retriever, "calibration", None)
         self.calibration = calibration if isinstance(calibration, ScoreCalibration) else None
+        vocabulary = getattr(retriever, "vocabulary", None)
+        self.vocabulary = vocabulary if isinstance(vocabulary, CorpusVocabulary) else None
         self.not_in_sources_answer = not_in_sources_answer
 
     @property
@@ -124,11 +128,12 @@ class RetrieverQueryEngine:
             metadata["retrieval_query"] = query
         best = best_similarity(nodes)
         evidence = keyword_evidence(query or question, nodes)
-        metadata.update(best_similarity=best, keyword_evidence=evidence)
+        absent = absent_terms(query or question, self.vocabulary)
+        metadata.update(best_similarity=best, keyword_evidence=evidence, absent_terms=absent)
         if not nodes:
             metadata.update(not_in_sources=True, reason="nothing was retrieved")
         elif best is not None:  # a retriever that gives no cosine leaves nothing to judge
-            decision = decide(best, evidence, self.calibration, self.min_similarity)
+            decision = decide(best, evidence, self.calibration, self.min_similarity, absent)
             metadata["abstention_rule"] = decision.rule
             if not decision.in_sources:
                 metadata.update(not_in_sources=True, reason=decision.reason)
@@ -260,6 +265,8 @@ class RetrieverQueryEngine:
                 generate_s=time.perf_counter() - started,
                 grounding_s=grounding_s,
                 answer_mode="extract" if assembler.fell_back else "generate",
+                # auto: the extractive answer followed a generated one grounding had cut
+                extract_added=assembler.supplemented,
                 unsupported_dropped=assembler.unsupported_dropped,
                 repeats_dropped=assembler.repeats_dropped,
                 truncated=assembler.truncated,

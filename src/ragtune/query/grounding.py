@@ -39,7 +39,8 @@ import numpy as np
 
 from ragtune.documents import AnswerSentence, Evidence, NodeWithScore
 from ragtune.query.sentences import split_sentences
-from ragtune.query.terms import content_stems, names_of, numbers_of, words_of
+from ragtune.query.terms import content_stems, names_of, numbers_of
+from ragtune.words import words_of
 
 GroundingMode = Literal["strict", "mark", "off"]
 GROUNDING_MODES: tuple[GroundingMode, ...] = ("strict", "mark", "off")
@@ -50,7 +51,8 @@ WINDOW = 3
 LEXICAL_SUPPORT = 0.6
 PARTIAL_SUPPORT = 0.34
 # MiniLM puts a paraphrase of a sentence at 0.7-0.9 and another sentence on the same
-# subject at 0.3-0.55; the int8/fp32 and CPU spread is about 0.01.
+# subject at 0.3-0.55; onnx-int8, onnx and torch put one pair at most 0.016 apart
+# (measured on the grounding tests' sentences: docs/benchmarks.md).
 SEMANTIC_SUPPORT = 0.6
 
 _MARKER = re.compile(r"\s*\[\s*(\d+(?:\s*,\s*\d+)*)\s*\]")

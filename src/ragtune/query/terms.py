@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import re
 
+from ragtune.words import WORD, normalised
+
 
 def _words(text: str) -> frozenset[str]:
     return frozenset(text.split())
@@ -26,28 +28,15 @@ STOP_WORDS = _words(
     tell me please i you we us my your our there here than then so if also any some all
     more most very just get got give"""
 )
-WORD = re.compile(r"[\w'-]+")
-
-
-def _normalised(word: str) -> str:
-    word = word.strip("'-")
-    return word[:-2] if word.endswith("'s") else word
-
-
 def key_terms(text: str) -> list[str]:
     """The content words of ``text``, lowercased, in order, without repeats."""
     terms: list[str] = []
     for raw in WORD.findall(text.casefold()):
-        word = _normalised(raw)
+        word = normalised(raw)
         if not word or word in STOP_WORDS or word in ANAPHORS or word in terms:
             continue
         terms.append(word)
     return terms
-
-
-def words_of(text: str) -> frozenset[str]:
-    """Every word of ``text``, lowercased and normalised as ``key_terms`` does."""
-    return frozenset(_normalised(raw) for raw in WORD.findall(text.casefold()))
 
 
 # A number as written: digits with decimal or thousands separators.
@@ -90,7 +79,7 @@ def names_of(text: str) -> frozenset[str]:
         raw = match.group(0)
         before = text[: match.start()].rstrip()
         opens_clause = not before or before[-1] in ".!?:;\n\"'(-*#|>"
-        word = _normalised(raw.casefold())
+        word = normalised(raw.casefold())
         if (
             raw[:1].isupper()
             and not opens_clause

@@ -21,12 +21,17 @@ from ragtune.errors import FetchError, RagtuneError, RedirectRefused, Unsupporte
 from ragtune.web.fetch import FetchedPage, Fetcher, Validators
 from ragtune.web.robots import RobotsPolicy
 from ragtune.web.sitemaps import sitemap_urls
-from ragtune.web.urls import UrlScope, absolute, check_seed, host_of, normalise
+from ragtune.web.urls import CrawlScope, UrlScope, absolute, check_seed, host_of, normalise
 
 Status = Literal["fetched", "unchanged", "skipped", "failed"]
 # Why a URL was skipped: robots.txt, its content type, a duplicate, a redirect the
-# crawl may not follow; "sitemap" marks a sitemap that was only partly read.
-SkipKind = Literal["robots", "type", "duplicate", "redirect", "sitemap"]
+# crawl may not follow; "sitemap" marks a sitemap that was only partly read;
+# "max_pages" and "max_depth" a link in scope that the crawl's limits left unvisited.
+SkipKind = Literal["robots", "type", "duplicate", "redirect", "sitemap", "max_pages", "max_depth"]
+# The limits a crawl can stop at, as their options are named.
+UNVISITED_KINDS: tuple[SkipKind, ...] = ("max_pages", "max_depth")
+# How many unvisited links a report names; it counts them all.
+UNVISITED_LISTED = 100
 # As for Retry-After: a host that asks for longer between requests is too slow to crawl.
 MAX_CRAWL_DELAY = 60.0
 
@@ -37,11 +42,15 @@ class CrawlOptions:
     max_depth: int = 3
     max_pages: int = 200
     same_site: bool = True
+    scope: CrawlScope = "path"
     include: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
     use_sitemaps: bool = True
     obey_robots: bool = True
     concurrency: int = 16
+    # Pages already indexed from this crawl (``ragtune sync``): each is checked, and
+    # new pages only fill what ``max_pages`` leaves after them.
+    indexed: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -58,18 +67,31 @@ class CrawlEvent:
     canonical: str | None = None
     skip_kind: SkipKind | None = None
 
+    @property
+    def unvisited(self) -> bool:
+        """Whether this is a link the crawl's limits left alone (not a URL it tried)."""
+        return self.skip_kind in UNVISITED_KINDS
+
 
 @dataclass
 class CrawlReport:
-    """Counts and per-URL reasons, for the closing summary and the JSON report."""
+    """Counts and per-URL reasons, for the closing summary and the JSON report.
+
+    Links left unvisited by ``max_pages`` or ``max_depth`` are not URLs the crawl
+    tried: they are counted apart, by the limit that stopped them, and a bounded
+    number of them listed.
+    """
 
     events: list[CrawlEvent] = field(default_factory=list)
 
     def add(self, event: CrawlEvent) -> None:
         self.events.append(event)
 
+    def _tried(self) -> list[CrawlEvent]:
+        return [event for event in self.events if not event.unvisited]
+
     def counts(self) -> dict[str, int]:
-        counts = Counter(event.status for event in self.events)
+        counts = Counter(event.status for event in self._tried())
         return {
             status: counts.get(status, 0)
             for status in ("fetched", "unchanged", "skipped", "failed")
@@ -77,18 +99,31 @@ class CrawlReport:
 
     def skipped_by_kind(self) -> dict[str, int]:
         kinds: Counter[str] = Counter()
-        for event in self.events:
+        for event in self._tried():
             if event.status == "skipped":
                 kinds[event.skip_kind or "other"] += 1
         return dict(kinds)
+
+    def unvisited(self) -> dict[str, dict[str, Any]]:
+        """Per limit that stopped the crawl (``max_pages``, ``max_depth``): how many
+        links it left and the first of them; {} when the crawl ran out of links first."""
+        found: dict[str, dict[str, Any]] = {}
+        for event in self.events:
+            if event.unvisited and event.skip_kind:
+                entry = found.setdefault(event.skip_kind, {"count": 0, "urls": []})
+                entry["count"] += 1
+                if len(entry["urls"]) < UNVISITED_LISTED:
+                    entry["urls"].append(event.url)
+        return found
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "counts": self.counts(),
             "skipped": self.skipped_by_kind(),
+            "unvisited": self.unvisited(),
             "urls": [
                 {"url": e.url, "status": e.status, "reason": e.reason, "depth": e.depth}
-                for e in self.events
+                for e in self._tried()
             ],
         }
 
@@ -108,7 +143,8 @@ class Crawler:
         self.options = options
         self.known = known or {}
         self.robots = RobotsPolicy(fetcher, fetcher.user_agent, obey=options.obey_robots)
-        self.scope = UrlScope([], same_site=options.same_site)  # set by run() from its seeds
+        # Set by run() from its seeds.
+        self.scope = UrlScope([], same_site=options.same_site, scope=options.scope)
         # Runs in the worker thread right after a fetch (rendering, for one).
         self.on_fetched = on_fetched
 
@@ -129,8 +165,15 @@ class Crawler:
                 frontier.append((url, 0))
         valid_seeds = [url for url, _ in frontier]
         scope = self.scope = UrlScope(
-            valid_seeds, list(options.include), list(options.exclude), options.same_site
+            valid_seeds,
+            list(options.include),
+            list(options.exclude),
+            options.same_site,
+            options.scope,
         )
+        # Indexed pages are always checked; new pages only fill what they leave.
+        indexed = options.indexed
+        room = max(0, options.max_pages - len(indexed))
         if options.follow_links and options.use_sitemaps:
             cut: list[FetchError] = []
             for url in self._sitemap_pages(valid_seeds, options.max_pages, cut.append):
@@ -140,16 +183,17 @@ class Crawler:
             for note in cut:  # reported, but not a failure: the entries before the cut were used
                 yield CrawlEvent(note.url, "skipped", note.reason, skip_kind="sitemap")
 
-        requested = 0
+        requested = 0  # pages not indexed before
+        beyond_pages: list[str] = []  # links in scope that the page limit left
+        beyond_depth: dict[str, None] = {}  # links in scope found at max_depth
         with ThreadPoolExecutor(max_workers=max(1, options.concurrency)) as pool:
             running: dict[Future[CrawlEvent], str] = {}
             while frontier or running:
-                while (
-                    frontier
-                    and len(running) < options.concurrency
-                    and requested < options.max_pages
-                ):
+                while frontier and len(running) < options.concurrency:
                     url, depth = frontier.popleft()
+                    if url not in indexed and requested >= room:
+                        beyond_pages.append(url)  # reported, never fetched
+                        continue
                     refusal = self._robots_refusal(url)
                     if refusal:
                         yield CrawlEvent(
@@ -157,7 +201,7 @@ class Crawler:
                         )
                         continue
                     running[pool.submit(self._visit, url, depth)] = url
-                    requested += 1
+                    requested += url not in indexed
                 if not running:
                     break
                 done, _ = wait(running, return_when=FIRST_COMPLETED)
@@ -170,15 +214,23 @@ class Crawler:
                             event.status, event.reason, event.page = "skipped", duplicate, None
                             event.skip_kind = "duplicate"
                     yield event
-                    if (
-                        event.status in ("fetched", "unchanged")
-                        and options.follow_links
-                        and event.depth < options.max_depth
-                    ):
+                    if event.status in ("fetched", "unchanged") and options.follow_links:
                         for link in event.links:
-                            if link not in seen and scope.allows(link):
+                            if link in seen or not scope.allows(link):
+                                continue
+                            if event.depth < options.max_depth:
                                 seen.add(link)
                                 frontier.append((link, event.depth + 1))
+                            else:  # a shallower page may still link to it: not seen yet
+                                beyond_depth[link] = None
+        for url in beyond_pages:
+            reason = f"not visited: the page limit ({options.max_pages}) was reached"
+            yield CrawlEvent(url, "skipped", reason, skip_kind="max_pages")
+        for url in beyond_depth:
+            if url not in seen:
+                reason = f"not visited: the depth limit ({options.max_depth}) was reached"
+                depth = options.max_depth + 1
+                yield CrawlEvent(url, "skipped", reason, depth, skip_kind="max_depth")
 
     def _visit(self, url: str, depth: int) -> CrawlEvent:
         def check_redirect(target: str) -> str | None:
@@ -271,7 +323,9 @@ class Crawler:
         for origin in origins:
             sitemaps.extend(self.robots.sitemaps(origin + "/"))
             sitemaps.append(f"{origin}/sitemap.xml")
-        yield from sitemap_urls(self.fetcher, sitemaps, limit, self.scope.allows_host, on_cut)
+        yield from sitemap_urls(
+            self.fetcher, sitemaps, limit, self.scope.allows_host, on_cut, self.scope.allows
+        )
 
 
 @dataclass

@@ -12,7 +12,13 @@ from pathlib import Path
 
 from ragtune.documents import Document
 from ragtune.errors import ExtractionError
-from ragtune.extract.documents import Origin, content_documents, main_content, named
+from ragtune.extract.documents import (
+    HtmlExtractor,
+    Origin,
+    content_documents,
+    main_content,
+    named,
+)
 from ragtune.extract.files import file_main_content
 from ragtune.extract.html import ExtractedPage
 from ragtune.web.fetch import FetchedPage, Fetcher
@@ -24,14 +30,17 @@ def page_to_documents(page: FetchedPage) -> list[Document]:
     return named(page.url, lambda: _page_documents(page))
 
 
-def extract_source(source: str) -> ExtractedPage:
-    """The main content of one file or http(s) URL."""
+def extract_source(source: str, extractor: HtmlExtractor = "default") -> ExtractedPage:
+    """The main content of one file or http(s) URL; ``extractor`` as ``main_content``."""
     if not source.startswith(("http://", "https://")):
-        return file_main_content(Path(source))
+        return file_main_content(Path(source), extractor)
     with Fetcher() as fetcher:
         page = fetcher.fetch(source)
     return named(
-        source, lambda: main_content(page.body, page.content_type, _origin(page), page.encoding)
+        source,
+        lambda: main_content(
+            page.body, page.content_type, _origin(page), page.encoding, extractor=extractor
+        ),
     )
 
 

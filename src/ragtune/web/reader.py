@@ -18,6 +18,7 @@ from ragtune.web.fetch import (
 )
 from ragtune.web.politeness import HostThrottle
 from ragtune.web.render import PageRenderer, allowed_origin
+from ragtune.web.urls import CRAWL_SCOPES, CrawlScope
 
 logger = logging.getLogger(__name__)
 
@@ -30,10 +31,14 @@ class WebReader:
 
     ``ignore_scrape_failures=True`` (the default, as in LlamaIndex's
     ScrapflyReader) logs and skips pages that fail; ``False`` raises the first
-    failure. ``crawl=True`` follows links breadth-first (same site, robots.txt
-    obeyed, sitemaps read). ``render="auto"`` runs JavaScript (Playwright and
-    the system's Chromium) only for app-shell pages; a rendered page reaches its
-    own origin and those in ``render_allow`` (its CDN, its API) only.
+    failure. ``crawl=True`` follows links breadth-first (robots.txt obeyed,
+    sitemaps read) within ``scope``: the seed's folder (``"path"``), its host
+    (``"host"``) or its registrable domain, subdomains included (``"domain"``).
+    ``indexed`` names pages an earlier crawl indexed (``ragtune sync``): each is
+    checked whatever ``max_pages`` says, and new pages only fill what they leave.
+    ``render="auto"`` runs JavaScript (Playwright and the system's Chromium) only
+    for app-shell pages; a rendered page reaches its own origin and those in
+    ``render_allow`` (its CDN, its API) only.
     ``reader.report`` says what happened to every URL.
     """
 
@@ -56,20 +61,27 @@ class WebReader:
         timeout: float = 20.0,
         max_bytes: int = DEFAULT_MAX_BYTES,
         retries: int = 3,
+        scope: CrawlScope = "path",
+        indexed: Iterable[str] = (),
     ) -> None:
         if render not in ("never", "auto", "always"):
             raise RagtuneError(f"unknown render mode {render!r}; use never, auto or always")
+        if scope not in CRAWL_SCOPES:  # here, not at the first load_data
+            raise RagtuneError(f"unknown crawl scope {scope!r}; use path, host or domain")
         self.ignore_scrape_failures = ignore_scrape_failures
         self.options = CrawlOptions(
             follow_links=crawl,
             max_depth=max_depth if crawl else 0,
             max_pages=max_pages,
             same_site=same_site,
+            scope=scope,
             include=tuple(include),
             exclude=tuple(exclude),
             use_sitemaps=use_sitemaps,
             obey_robots=obey_robots,
             concurrency=concurrency,
+            # One URL, not its characters.
+            indexed=frozenset([indexed] if isinstance(indexed, str) else indexed),
         )
         self.render = render
         if isinstance(render_allow, str):  # one origin, not its characters

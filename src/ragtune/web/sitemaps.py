@@ -31,8 +31,11 @@ def sitemap_urls(
     limit: int,
     in_scope: Callable[[str], bool] = lambda url: True,
     on_cut: Callable[[FetchError], None] = lambda note: None,
+    wanted: Callable[[str], bool] = lambda url: True,
 ) -> Iterator[str]:
-    """Page URLs listed by ``sitemaps`` and any sitemap indexes they name, at most ``limit``.
+    """Page URLs listed by ``sitemaps`` and any sitemap indexes they name that are
+    ``wanted``, at most ``limit`` (a host-wide sitemap must not spend a crawl's limit
+    on pages outside its scope).
 
     Only sitemaps ``in_scope`` are read, and no redirect out of it is followed. A
     sitemap over the protocol's size limit is read up to it, and ``on_cut`` told.
@@ -76,7 +79,7 @@ def sitemap_urls(
                 if url not in seen and in_scope(url):
                     seen.add(url)
                     queue.append(url)
-            else:
+            elif wanted(url):
                 yield url
                 yielded += 1
                 if yielded >= limit:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import fnmatch
 import re
+from typing import Literal
 from urllib.parse import parse_qsl, urldefrag, urljoin, urlsplit, urlunsplit
 
 import httpx
 
-from ragtune.errors import FetchError
+from ragtune.errors import FetchError, RagtuneError
 from ragtune.net.deadline import host_name_encodes
 from ragtune.url_options import is_secret_name, redact
 
@@ -131,8 +132,33 @@ def _site_of(host: str) -> str:
     return host.removeprefix("www.")
 
 
+def _domain_of(url: str) -> str:
+    """The registrable domain of ``url``'s host (docs.example.co.uk -> example.co.uk),
+    from the public suffix list; the host itself for an IP address or a bare name."""
+    from tld import get_fld  # trafilatura's URL library needs it too
+
+    host = urlsplit(url).hostname or ""
+    return str(get_fld(url, fail_silently=True) or host)
+
+
+def directory_of(url: str) -> str:
+    """The folder a URL's page lives in, as a path prefix: /library/index.html and
+    /library/ both give /library/; /products gives /."""
+    path = urlsplit(url).path or "/"
+    return path[: path.rfind("/") + 1]
+
+
+# How far a crawl may wander from its seeds: the folder a seed's page is in (the
+# default, as Firecrawl and wget --no-parent), the seed's host, or its whole domain.
+CrawlScope = Literal["path", "host", "domain"]
+CRAWL_SCOPES: tuple[CrawlScope, ...] = ("path", "host", "domain")
+
+
 class UrlScope:
-    """Which discovered URLs a crawl follows: same site by default, plus include/exclude globs."""
+    """Which discovered URLs a crawl follows: by default those in a seed's folder on
+    its host (``scope="path"``), or anywhere on its host, or on its domain; then the
+    include/exclude globs. ``same_site=False`` allows every host (the Python API's
+    ``WebReader(same_site=False)``)."""
 
     def __init__(
         self,
@@ -140,17 +166,41 @@ class UrlScope:
         include: list[str] | None = None,
         exclude: list[str] | None = None,
         same_site: bool = True,
+        scope: CrawlScope = "path",
     ) -> None:
+        if scope not in CRAWL_SCOPES:
+            raise RagtuneError(f"unknown crawl scope {scope!r}; use path, host or domain")
         self.hosts = {_site_of(host_of(seed)) for seed in seeds}
+        self.domains = {_domain_of(seed) for seed in seeds} if scope == "domain" else set()
+        # Per site, the folders its seeds are in: a crawl from two seeds covers both.
+        self.folders: dict[str, set[str]] = {}
+        for seed in seeds:
+            self.folders.setdefault(_site_of(host_of(seed)), set()).add(directory_of(seed))
         self.same_site = same_site
+        self.scope = scope
         self.include = [_compile(p) for p in include or []]
         self.exclude = [_compile(p) for p in exclude or []]
 
     def allows_host(self, url: str) -> bool:
-        return not self.same_site or _site_of(host_of(url)) in self.hosts
+        """Whether ``url`` is on a host the crawl may reach at all (its seeds' hosts,
+        or any host of their domains); for sitemaps, robots.txt and seed redirects."""
+        if not self.same_site:
+            return True
+        if self.scope == "domain":
+            host = urlsplit(url).hostname or ""
+            return any(host == d or host.endswith("." + d) for d in self.domains)
+        return _site_of(host_of(url)) in self.hosts
+
+    def allows_path(self, url: str) -> bool:
+        """Whether ``url`` is inside a seed's folder (always true outside path scope)."""
+        if not self.same_site or self.scope != "path":
+            return True
+        path = urlsplit(url).path or "/"
+        folders = self.folders.get(_site_of(host_of(url)), set())
+        return any(path.startswith(folder) for folder in folders)
 
     def allows(self, url: str) -> bool:
-        if not self.allows_host(url):
+        if not (self.allows_host(url) and self.allows_path(url)):
             return False
         if self.include and not any(p.search(url) for p in self.include):
             return False

@@ -11,12 +11,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from ragtune.errors import EmbedderConfigError
 from ragtune.index.embedding.base import TextEmbedder
 from ragtune.index.embedding.local import BACKENDS, DEFAULT_BACKEND, Embedder, resolve_backend
-from ragtune.index.embedding.remote import OpenAIEmbedder
 from ragtune.url_options import ModelSpec, parse_spec, redact
+
+if TYPE_CHECKING:
+    from ragtune.index.embedding.remote import OpenAIEmbedder
 
 __all__ = [
     "BACKENDS",
@@ -41,6 +44,8 @@ def _local(spec: ModelSpec, backend: str | None) -> TextEmbedder:
 
 
 def _remote(spec: ModelSpec, backend: str | None) -> TextEmbedder:
+    from ragtune.index.embedding.remote import OpenAIEmbedder
+
     if backend and backend != "openai":
         raise EmbedderConfigError(
             f"backend {backend!r} applies to local models, not to the endpoint {redact(spec.text)}"
@@ -55,6 +60,16 @@ EMBEDDER_FACTORIES: dict[str, Callable[[ModelSpec, str | None], TextEmbedder]] =
     "http": _remote,
     "https": _remote,
 }
+
+
+def __getattr__(name: str) -> Any:
+    # The endpoint client (httpx and the retry stack) loads when an endpoint is used,
+    # not in every command that embeds locally.
+    if name == "OpenAIEmbedder":
+        from ragtune.index.embedding.remote import OpenAIEmbedder
+
+        return OpenAIEmbedder
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def is_remote_spec(spec: str | Path | None) -> bool:

@@ -26,6 +26,7 @@ import secrets
 import shutil
 import time
 import warnings
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,7 +34,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ragtune import runtime
-from ragtune.errors import ModelNotFoundError, first_line
+from ragtune.atomic import write_json_atomic
+from ragtune.errors import ModelNotFoundError, RagtuneError, first_line
 from ragtune.index.embedding.base import normalise, read_model_json
 from ragtune.runtime import configure_torch_threads
 
@@ -50,6 +52,8 @@ VARIANTS = ("fp32", "int8")
 _META = "export.json"
 _FILES = {"fp32": "model.onnx", "int8": "model_int8.onnx"}
 _STALE_TEMP_S = 3600
+# What a person sees (the CLI prints this module's INFO records) before an export starts.
+PREPARING = "preparing the embedding model %s once (~20 s)..."
 
 # Exports done by this process; tests read it to prove a cache was reused.
 export_count = 0
@@ -120,11 +124,57 @@ def _pooling_mode(directory: Path) -> str:
     return modes[0]
 
 
-_FINGERPRINTS: dict[tuple[str, tuple[tuple[str, int, int], ...]], str] = {}
+_FINGERPRINTS: dict[str, str] = {}
+# Hashing MiniLM's 90 MB took 70 ms at the start of every command that embeds, so the
+# digests are also remembered on disk, keyed by each file's size, mtime and ctime (a
+# ctime cannot be set back: replaced weights never match an old entry).
+_MEMO_FILE = "fingerprints.json"
+_MEMO_ENTRIES = 64
 
 
 def fingerprint(layout: SentenceModelLayout) -> str:
-    """A hash of the configuration, tokenizer and weight files (memoised by size and mtime)."""
+    """A hash of the configuration, tokenizer and weight files (memoised by their stats)."""
+    files = _fingerprinted_files(layout)
+    stats = [(str(p), s.st_size, s.st_mtime_ns, s.st_ctime_ns) for p in files for s in [p.stat()]]
+    identity = (EXPORT_FORMAT, layout.max_tokens, str(layout.root.resolve()), stats)
+    key = hashlib.sha256(repr(identity).encode()).hexdigest()
+    if key not in _FINGERPRINTS:
+        memo = _read_memo()
+        if key not in memo:
+            memo[key] = _digest(layout, files)
+            _write_memo(memo)
+        _FINGERPRINTS[key] = memo[key]
+    return _FINGERPRINTS[key]
+
+
+def _digest(layout: SentenceModelLayout, files: list[Path]) -> str:
+    digest = hashlib.sha256(f"ragtune-onnx-{EXPORT_FORMAT}-{layout.max_tokens}".encode())
+    for path in files:
+        digest.update(str(path.relative_to(layout.root)).encode())
+        with path.open("rb") as handle:
+            while block := handle.read(1 << 20):
+                digest.update(block)
+    return digest.hexdigest()[:16]
+
+
+def _read_memo() -> dict[str, str]:
+    try:
+        data = json.loads((cache_root() / _MEMO_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    return {k: v for k, v in data.items() if isinstance(k, str) and isinstance(v, str)}
+
+
+def _write_memo(memo: dict[str, str]) -> None:
+    """Best effort: a cache that cannot be written only costs the hashing next time."""
+    newest = dict(list(memo.items())[-_MEMO_ENTRIES:])
+    with suppress(OSError, RagtuneError):
+        write_json_atomic(cache_root() / _MEMO_FILE, newest)
+
+
+def _fingerprinted_files(layout: SentenceModelLayout) -> list[Path]:
     names = (
         "config.json",
         "modules.json",
@@ -146,18 +196,7 @@ def fingerprint(layout: SentenceModelLayout) -> str:
             if p.is_file()
         }
     )
-    files += sorted(layout.transformer_dir.glob("model-*.safetensors"))
-    stats = tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in files)
-    key = (str(layout.root.resolve()), stats)
-    if key not in _FINGERPRINTS:
-        digest = hashlib.sha256(f"ragtune-onnx-{EXPORT_FORMAT}-{layout.max_tokens}".encode())
-        for path in files:
-            digest.update(str(path.relative_to(layout.root)).encode())
-            with path.open("rb") as handle:
-                while block := handle.read(1 << 20):
-                    digest.update(block)
-        _FINGERPRINTS[key] = digest.hexdigest()[:16]
-    return _FINGERPRINTS[key]
+    return files + sorted(layout.transformer_dir.glob("model-*.safetensors"))
 
 
 def cache_dir(layout: SentenceModelLayout, name: str, variant: str) -> Path:
@@ -166,12 +205,23 @@ def cache_dir(layout: SentenceModelLayout, name: str, variant: str) -> Path:
 
 
 def ensure_export(layout: SentenceModelLayout, name: str, variant: str) -> Path:
-    """The cached ONNX file for this model and variant, exported first if missing or broken."""
+    """The cached ONNX file for this model and variant, exported first if missing or broken.
+
+    An export is announced at INFO on this module's logger before it starts (the CLI
+    prints it): it takes about 20 s of silence, once, which otherwise reads as a hang.
+    """
     if variant not in VARIANTS:
         raise ValueError(f"unknown ONNX variant {variant!r}")
     directory = cache_dir(layout, name, variant)
     if _valid(directory, variant):
         return directory / _FILES[variant]
+    return _build(layout, name, variant, directory, announce=True)
+
+
+def _build(
+    layout: SentenceModelLayout, name: str, variant: str, directory: Path, announce: bool
+) -> Path:
+    """Export (fp32) or quantize (int8, from the fp32 export) into ``directory``."""
     if directory.exists():
         _discard(directory)
     _sweep_stale_temporaries(directory.parent)
@@ -186,12 +236,17 @@ def ensure_export(layout: SentenceModelLayout, name: str, variant: str) -> Path:
             f"cannot write the ONNX cache in {directory.parent} ({error.strerror or error}); "
             "set RAGTUNE_CACHE_DIR to a writable directory"
         ) from None
+    if announce:  # once the cache is known to be writable: a failure stays one line
+        log.info(PREPARING, name)
     try:
         target = scratch / _FILES[variant]
         if variant == "fp32":
             inputs = _export(layout, target)
         else:
-            source = ensure_export(layout, name, "fp32")
+            fp32 = cache_dir(layout, name, "fp32")
+            source = fp32 / _FILES["fp32"]
+            if not _valid(fp32, "fp32"):  # part of this variant's export, announced above
+                source = _build(layout, name, "fp32", fp32, announce=False)
             inputs = _read_meta(source.parent)["inputs"]
             _quantize(source, target)
         meta = {
