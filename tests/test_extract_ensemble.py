@@ -2,6 +2,8 @@
 the votes of other extractors, every block traceable to the extractors that kept it."""
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -147,3 +149,18 @@ def test_the_extract_command_explains_and_marks_what_the_vote_added(tmp_path: Pa
     assert best.returncode == 0 and best.stdout.startswith("# Kiel harbour reopens")
     wrong = run_cli("extract", str(page), "--extractor", "fastest")
     assert wrong.returncode == 2 and "fastest" in wrong.stderr
+
+
+def test_without_the_ensemble_extra_the_choice_is_refused_in_one_line(tmp_path: Path) -> None:
+    page = tmp_path / "story.html"
+    page.write_text(TEASER_PAGE, encoding="utf-8")
+    # As if resiliparse were not installed (the extra is optional).
+    code = (
+        "import sys; sys.modules['resiliparse'] = None; from ragtune.cli import main; "
+        f"sys.argv = ['ragtune', 'extract', {str(page)!r}, '--extractor', 'fast']; main()"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        "error: --extractor fast needs resiliparse: pip install 'ragtune[ensemble]'"
+    )

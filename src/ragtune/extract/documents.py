@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Literal, TypeVar
 
 from ragtune.documents import Document, content_hash
-from ragtune.errors import ExtractionError
+from ragtune.errors import ExtractionError, RagtuneError
 from ragtune.extract.html import ExtractedPage, extract_html
 from ragtune.extract.media_types import DOCX_TYPES, HTML_TYPES, JSON_TYPES, PDF_TYPES
 from ragtune.extract.pdf import pdf_pages
@@ -78,8 +78,14 @@ def main_content(
     ``extractor`` "fast" or "best" reads HTML with the combining extractor
     (``ragtune.extract.ensemble``) instead of ``extract_html``."""
     if media_type in HTML_TYPES and extractor != "default":
-        from ragtune.extract.ensemble import extract_combined  # resiliparse: only when asked
-
+        try:  # resiliparse and readability: an extra, loaded only when asked for
+            from ragtune.extract.ensemble import extract_combined
+        except ImportError as missing:
+            package = (missing.name or "").split(".")[0] or "its libraries"
+            raise RagtuneError(
+                f"--extractor {extractor} needs {package}: "
+                "pip install 'ragtune[ensemble]'"
+            ) from None
         return extract_combined(data, url=origin.base_url, extractor=extractor)
     if media_type in HTML_TYPES:
         return extract_html(data, url=origin.base_url)
