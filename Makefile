@@ -9,6 +9,9 @@ PIP := $(PY) -m pip install --quiet --disable-pip-version-check
 
 $(STAMP): pyproject.toml constraints.txt requirements-models.txt
 	$(PYTHON) -m venv $(VENV)
+	# Python 3.11's bundled pip (23.2) fails on lxml[html-clean] vs lxml[html_clean],
+	# two spellings of one extra that readability-lxml and trafilatura both ask for.
+	$(PIP) 'pip>=24.1'
 	# torch first, pinned, so the CPU build is taken rather than a CUDA one.
 	$(PIP) -c constraints.txt torch==2.13.0
 	$(PIP) -c constraints.txt -e '.[dev,render,docx,postgres,onnx,hf,train,ensemble]'
