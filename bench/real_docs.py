@@ -28,7 +28,6 @@ Targets (issue #15): a no-change sync of a ~300-file folder in at most 5 s.
 from __future__ import annotations
 
 import argparse
-import functools
 import os
 import re
 import shutil
@@ -36,13 +35,11 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+
+from ragtune.shop_server import serve_shop
 
 PACKAGE = "postgresql-doc-15"
 DOCS = Path("/usr/share/doc/postgresql-doc-15/html")
@@ -101,25 +98,6 @@ def copy_pages(source: Path, target: Path, limit: int | None) -> int:
     return len(pages)
 
 
-@contextmanager
-def served(root: Path) -> Iterator[str]:
-    """``root`` over HTTP on 127.0.0.1 (Last-Modified included, so a sync can get 304s)."""
-
-    class Quiet(SimpleHTTPRequestHandler):
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(root)))
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
 def median_seconds(runs: int, *args: str, work: Path) -> float:
     return statistics.median(ragtune(*args, work=work).seconds for _ in range(runs))
 
@@ -164,7 +142,7 @@ def main() -> None:
         row("folder: ingest again, unchanged", again, again.totals())
 
         max_pages = str(args.limit or 10_000)
-        with served(docs.parent) as base:
+        with serve_shop(docs.parent) as base:  # any static folder, Last-Modified included
             seed = f"{base}/{docs.name}/index.html"
             crawl = ragtune(
                 "ingest", seed, "--crawl", "--max-pages", max_pages, "--index", str(crawl_index),
