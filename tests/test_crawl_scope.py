@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import get_args
 
 from tests.helpers import run_cli
 from tests.webserver import Reply, Site, serve
 
-from ragtune.cli.sources import CrawlScope as CliCrawlScope
 from ragtune.ingest import SOURCES_FILE, IngestSettings, read_urls, recorded_sources
 from ragtune.web.crawl import UNVISITED_LISTED, CrawlEvent, CrawlReport
-from ragtune.web.urls import CRAWL_SCOPES, UrlScope, directory_of
+from ragtune.web.urls import UrlScope, directory_of
 
 
 def page(title: str, links: list[str]) -> str:
@@ -179,7 +177,3 @@ def test_a_crawl_recorded_before_scopes_keeps_its_host_scope(tmp_path: Path) -> 
     )
     (recorded,) = recorded_sources(tmp_path)
     assert recorded.settings.scope == "host"
-
-
-def test_the_cli_offers_the_libraries_scopes() -> None:
-    assert get_args(CliCrawlScope) == CRAWL_SCOPES

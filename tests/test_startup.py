@@ -121,15 +121,19 @@ def test_the_public_index_has_its_query_engine_in_a_fresh_interpreter() -> None:
 def test_option_choices_are_the_library_choices() -> None:
     """The CLI writes its choices out (importing them would load NumPy for --help)."""
     from ragtune.cli import options
+    from ragtune.extract.documents import HtmlExtractor
     from ragtune.index.ranking import RETRIEVAL_MODES
     from ragtune.query.engine import ANSWER_MODES
     from ragtune.query.grounding import GROUNDING_MODES
     from ragtune.web.reader import RenderMode
+    from ragtune.web.urls import CRAWL_SCOPES
 
     assert get_args(options.RetrievalMode) == RETRIEVAL_MODES
     assert get_args(options.AnswerMode) == ANSWER_MODES
     assert get_args(options.GroundingMode) == GROUNDING_MODES
     assert get_args(options.RenderMode) == get_args(RenderMode)
+    assert get_args(options.CrawlScope) == CRAWL_SCOPES
+    assert get_args(options.HtmlExtractor) == get_args(HtmlExtractor)
 
 
 @needs_minilm

@@ -8,13 +8,16 @@ from typing import Annotated, Literal
 import typer
 
 # The choices as the library spells them (index/ranking.py, query/engine.py,
-# query/grounding.py, web/reader.py), written out rather than imported: those modules
-# load NumPy, LanceDB and the web stack, which ``ragtune --help`` must not wait for.
-# tests/test_startup.py holds each copy equal to the library's type.
+# query/grounding.py, web/reader.py, web/urls.py, extract/documents.py), written out
+# rather than imported: those modules load NumPy, LanceDB, the web stack and the
+# extractors, which ``ragtune --help`` must not wait for. tests/test_startup.py holds
+# each copy equal to the library's type.
 RetrievalMode = Literal["hybrid", "dense", "keyword"]
 AnswerMode = Literal["generate", "extract", "auto"]
 GroundingMode = Literal["strict", "mark", "off"]
 RenderMode = Literal["never", "auto", "always"]
+CrawlScope = Literal["path", "host", "domain"]
+HtmlExtractor = Literal["default", "fast", "best"]
 
 IndexOption = Annotated[Path, typer.Option("--index", "-i", help="Index directory.")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]

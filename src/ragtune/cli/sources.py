@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 import typer
 from rich.text import Text
 
-from ragtune.cli.options import IndexOption, JsonOption, RenderMode
+from ragtune.cli.options import CrawlScope, HtmlExtractor, IndexOption, JsonOption, RenderMode
 from ragtune.cli.progress import source_progress
 from ragtune.terminal import err, out, plain, styled
 
@@ -17,11 +17,6 @@ if TYPE_CHECKING:  # the index and the web stack load only in the commands that 
 
 # Which of a page's renderings ``extract`` prints.
 PageFormat = Literal["markdown", "text"]
-# ragtune.extract.documents.HtmlExtractor, written out so --help imports no extractor.
-HtmlExtractorChoice = Literal["default", "fast", "best"]
-# web/urls.py's CrawlScope, written out: that module loads the web stack, which
-# ``ragtune --help`` must not wait for (tests/test_crawl_scope.py holds them equal).
-CrawlScope = Literal["path", "host", "domain"]
 
 
 def ingest_and_report(sources: list[str], index_dir: Path, settings: IngestSettings) -> None:
@@ -259,7 +254,7 @@ def extract_command(
         PageFormat, typer.Option("--format", "-f", help="markdown or text.")
     ] = "markdown",
     extractor: Annotated[
-        HtmlExtractorChoice,
+        HtmlExtractor,
         typer.Option(
             "--extractor",
             help="How HTML is read: default (trafilatura and ragtune's clean-ups), or the "
