@@ -162,13 +162,21 @@ def serve(site: Site) -> Iterator[Site]:
         def log_message(self, format: str, *args: object) -> None:  # noqa: A002
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), SiteHandler)
+    with serve_handler(SiteHandler) as base:
+        site.base = base
+        yield site
+
+
+@contextmanager
+def serve_handler(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    """Serve ``handler`` on a free loopback port in a background thread; yields the
+    base URL (``http://127.0.0.1:PORT``) and shuts the server down afterwards."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    site.base = f"http://127.0.0.1:{server.server_address[1]}"
     try:
-        yield site
+        yield f"http://127.0.0.1:{server.server_address[1]}"
     finally:
         server.shutdown()
         server.server_close()
