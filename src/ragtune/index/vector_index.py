@@ -279,14 +279,16 @@ class VectorStoreIndex:
         holds, for the query engine's not-in-the-sources decision
         (``ragtune.index.calibration``, ``ragtune.index.vocabulary``)."""
         calibration = calibrate(self.store, self.embedder)
+        self._vocabulary = None
         if calibration is not None:
-            name = save_vocabulary(build_vocabulary(self.store), self.persist_dir)
+            vocabulary = build_vocabulary(self.store)
+            name = save_vocabulary(vocabulary, self.persist_dir)
             calibration = replace(calibration, vocabulary=name)
+            self._vocabulary = (name, vocabulary)  # as written: no need to read it back
         self.manifest.calibration = calibration.to_dict() if calibration else None
         self.manifest.save(self.persist_dir)
         # Only once the manifest names the new file may the old one go.
         remove_other_vocabularies(self.persist_dir, calibration.vocabulary if calibration else None)
-        self._vocabulary = None
 
     @property
     def vocabulary(self) -> CorpusVocabulary | None:
