@@ -38,13 +38,13 @@ from urllib.request import url2pathname
 
 from ragtune.documents import Document, content_hash
 from ragtune.errors import FetchError, RagtuneError
+from ragtune.file_ledger import FileLedger
 from ragtune.index.lock import write_lock
 from ragtune.index.vector_index import VectorStoreIndex
 from ragtune.ingest import (
     RECORDED_SETTINGS,
     EmbedHook,
     EventHook,
-    FileLedger,
     IndexedSource,
     IngestSettings,
     PlanHook,
