@@ -17,6 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.greedy import hf_greedy as _hf_greedy
+from tests.greedy import llamacpp_greedy as _llamacpp_greedy
+from tests.greedy import load_model as _load
+from tests.greedy import prompt_ids as _prompt_ids
 from tests.helpers import assert_one_line_error, one_line_message, run_cli_in_process, small_tmpfs
 from tests.tiny_models import make_tiny_llama
 
@@ -27,69 +31,12 @@ from ragtune.train.export.gguf_export import export_gguf
 from ragtune.train.export.merge import merge_adapter
 from ragtune.train.models.base_model import SOURCE_FILE, converted_path, resolve_base_model
 
-PROMPT = "The capital of France is"
-NEW_TOKENS = 10
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 configure_torch_threads()  # one thread: two cores are shared here (see the guide)
 
 
 # ----------------------------------------------------------------------------- helpers
-
-
-def _load(model_dir: Path) -> Any:
-    from transformers import AutoModelForCausalLM
-
-    return AutoModelForCausalLM.from_pretrained(model_dir).eval()
-
-
-def _prompt_ids(model_dir: Path, text: str = PROMPT) -> list[int]:
-    from transformers import AutoTokenizer
-
-    return list(AutoTokenizer.from_pretrained(model_dir)(text, add_special_tokens=False).input_ids)
-
-
-def _hf_greedy(model: Any, ids: list[int], new_tokens: int = NEW_TOKENS) -> list[int]:
-    import torch
-
-    prompt = torch.tensor([ids])
-    with torch.no_grad():
-        output = model.generate(
-            prompt,
-            attention_mask=torch.ones_like(prompt),
-            max_new_tokens=new_tokens,
-            do_sample=False,
-            pad_token_id=model.config.eos_token_id,
-        )
-    return list(output[0, len(ids) :].tolist())
-
-
-def _llamacpp_greedy(gguf_file: Path, ids: list[int], new_tokens: int = NEW_TOKENS) -> list[int]:
-    """llama.cpp's greedy continuation of ``ids``, as token ids (from its logprobs)."""
-    import xllamacpp
-
-    params = xllamacpp.CommonParams()
-    params.model.path = str(gguf_file)
-    params.n_ctx = 256
-    params.n_parallel = 1
-    params.cpuparams.n_threads = 1
-    params.cpuparams_batch.n_threads = 1
-    params.verbosity = -1
-    server = xllamacpp.Server(params)
-    try:
-        result = server.handle_completions(
-            {
-                "prompt": ids,
-                "max_tokens": new_tokens,
-                "temperature": 0,
-                "repeat_penalty": 1.0,
-                "logprobs": 1,
-            }
-        )
-    finally:
-        del server
-    assert "error" not in result, result
-    return [item["id"] for item in result["choices"][0]["logprobs"]["content"]]
 
 
 def _common_prefix(first: list[int], second: list[int]) -> int:

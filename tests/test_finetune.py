@@ -396,7 +396,9 @@ def test_cli_finetune_then_ask_the_tuned_model_without_an_index(tiny: Path, tmp_
 
 
 def test_every_checked_in_recipe_is_valid() -> None:
+    """Fine-tuning recipes; the pretraining ones (pretrain-*.yaml) in test_pretrain.py."""
     recipes = sorted((Path(__file__).parent.parent / "examples" / "recipes").glob("*.yaml"))
+    recipes = [recipe for recipe in recipes if not recipe.name.startswith("pretrain-")]
     assert len(recipes) >= 3
     for recipe in recipes:
         build_config(recipe, {})

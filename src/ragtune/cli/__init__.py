@@ -5,8 +5,9 @@ results go to stdout (as JSON with --json) and progress to stderr.
 
 One module per verb group: ``sources`` (ingest, sync, extract), ``query``
 (retrieve, ask, chat), ``models`` (models, demo), ``train`` (finetune, align),
-``export`` (merge, export), ``evaluate`` (eval ...). ``build_app`` below is the one
-place where commands are registered; a new command is a function in its group's
+``pretrain`` (pretrain, sample), ``tokenizer`` (tokenizer train), ``export`` (merge,
+export), ``evaluate`` (eval ...). ``build_app`` below is the one place where commands
+are registered; a new command is a function in its group's
 module and one line there. What only a command needs (torch, training, the LLM
 backends) is imported inside that command, so ``ragtune --help`` stays fast.
 """
@@ -23,8 +24,10 @@ from ragtune.cli.evaluate import eval_answers_command, eval_retrieval_command
 from ragtune.cli.export import export_command, merge_command
 from ragtune.cli.models import demo_command, models_command, pull_command
 from ragtune.cli.notices import show_notices
+from ragtune.cli.pretrain import pretrain_command, sample_command
 from ragtune.cli.query import ask_command, chat_command, retrieve_command
 from ragtune.cli.sources import extract_command, ingest_command, sync_command
+from ragtune.cli.tokenizer import tokenizer_train_command
 from ragtune.cli.train import align_command, finetune_command
 
 
@@ -49,6 +52,14 @@ def build_app() -> typer.Typer:
     app.command("demo")(demo_command)
     app.command("finetune")(finetune_command)
     app.command("align")(align_command)
+    app.command("pretrain")(pretrain_command)
+    app.command("sample")(sample_command)
+    tokenizer = typer.Typer(
+        help="Train a tokenizer on your own text, for a model trained from scratch.",
+        no_args_is_help=True,
+    )
+    tokenizer.command("train")(tokenizer_train_command)
+    app.add_typer(tokenizer, name="tokenizer")
     app.command("merge")(merge_command)
     app.command("export")(export_command)
 

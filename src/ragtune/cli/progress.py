@@ -36,8 +36,8 @@ from ragtune.terminal import err, printable
 if TYPE_CHECKING:  # the web stack loads only in the commands that crawl
     from ragtune.web.crawl import CrawlEvent
 
-# What a long job calls as it goes: (items done, items in all).
-CountHook = Callable[[int, int], None]
+# What a long job calls as it goes: (items done, items in all, None while unknown).
+CountHook = Callable[[int, int | None], None]
 INTERVAL_VARIABLE = "RAGTUNE_PROGRESS_INTERVAL"
 DEFAULT_INTERVAL = 5.0
 
@@ -242,7 +242,7 @@ def count_progress(description: str, total: int | None = None) -> Iterator[Count
     with _display() as display:
         task = display.add(description, "done", total)
 
-        def on_count(done: int, total: int) -> None:
+        def on_count(done: int, total: int | None) -> None:
             display.update(task, done=done, total=total)
 
         yield on_count

@@ -22,6 +22,7 @@ Method = Literal["lora", "full"]
 Overlong = Literal["truncate", "skip", "error"]
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 Schedule = Literal["cosine", "linear", "constant"]
+Settings = typing.TypeVar("Settings")
 
 # How an error shows a recipe's value: anchors can make a few lines of YAML a value of
 # billions of items, and a plain repr would try to write them all.
@@ -124,17 +125,15 @@ def _check_choice(name: str, value: Any) -> None:
         raise TrainingError(f"{name} must be one of {', '.join(choices)}; not {value!r}")
 
 
-def recipe_fields() -> dict[str, Any]:
+def recipe_fields(kind: type[Any] = TrainConfig) -> dict[str, Any]:
     """Field name -> type hint, for the keys a recipe may set."""
-    hints = typing.get_type_hints(TrainConfig)
+    hints = typing.get_type_hints(kind)
     return {
-        f.name: hints[f.name]
-        for f in dataclasses.fields(TrainConfig)
-        if not f.metadata.get("internal")
+        f.name: hints[f.name] for f in dataclasses.fields(kind) if not f.metadata.get("internal")
     }
 
 
-def load_recipe(path: Path) -> dict[str, Any]:
+def load_recipe(path: Path, kind: type[Any] = TrainConfig) -> dict[str, Any]:
     """Read a YAML recipe into checked field values (not yet a config: flags come on top)."""
     import yaml
 
@@ -159,7 +158,7 @@ def load_recipe(path: Path) -> dict[str, Any]:
         raise TrainingError(
             f"{path}: a recipe is a mapping of settings, not {type(values).__name__}"
         )
-    known = recipe_fields()
+    known = recipe_fields(kind)
     checked: dict[str, Any] = {}
     for key, value in values.items():
         if key not in known:
@@ -215,18 +214,26 @@ def _accepts(option: Any, value: Any) -> tuple[bool, Any]:
 
 def build_config(recipe: Path | None, overrides: dict[str, Any]) -> TrainConfig:
     """Defaults, then the recipe, then the flags the user gave (None means not given)."""
-    values = load_recipe(recipe) if recipe is not None else {}
-    known = recipe_fields()
+    return build_settings(recipe, overrides, TrainConfig)
+
+
+def build_settings(
+    recipe: Path | None, overrides: dict[str, Any], kind: type[Settings]
+) -> Settings:
+    """``build_config`` for any settings dataclass (fine-tuning's TrainConfig, pretraining's
+    PretrainConfig): it has an internal ``recipe`` field and a ``validate()`` returning it."""
+    values = load_recipe(recipe, kind) if recipe is not None else {}
+    known = recipe_fields(kind)
     for key in overrides:
         if key not in known:
             raise TrainingError(
                 f"unknown setting {key!r}; known settings: {', '.join(sorted(known))}"
             )
     values.update({key: value for key, value in overrides.items() if value is not None})
-    config = TrainConfig(**values)
-    config.recipe = str(recipe) if recipe is not None else None
-    return config.validate()
+    config = kind(**values)
+    config.recipe = str(recipe) if recipe is not None else None  # type: ignore[attr-defined]
+    return config.validate()  # type: ignore[attr-defined, no-any-return]
 
 
-def config_as_dict(config: TrainConfig) -> dict[str, Any]:
+def config_as_dict(config: Any) -> dict[str, Any]:
     return dataclasses.asdict(config)

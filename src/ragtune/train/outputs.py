@@ -10,6 +10,7 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
+from ragtune.atomic import write_failure
 from ragtune.errors import TrainingError
 
 
@@ -58,3 +59,12 @@ def refuse_inputs_within(
             raise TrainingError(
                 f"output {shown} would replace the {label} {path} it reads; choose another output"
             )
+
+
+def write_run_file(path: Path, text: str) -> None:
+    """A run's small text file (config.yaml, summary.json), a full disk said so."""
+    try:
+        path.write_text(text, encoding="utf-8")
+    except OSError as error:
+        reason = write_failure(error, path.parent)
+        raise TrainingError(f"cannot write {path}: {reason}") from None

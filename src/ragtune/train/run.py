@@ -23,7 +23,7 @@ from ragtune.errors import DatasetError, TrainingError, one_line
 from ragtune.train.config import TrainConfig, config_as_dict
 from ragtune.train.data.encode import EncodeReport
 from ragtune.train.loop import checkpoints
-from ragtune.train.outputs import check_parents, refuse_inputs_within
+from ragtune.train.outputs import check_parents, refuse_inputs_within, write_run_file
 
 log = logging.getLogger(__name__)
 
@@ -324,7 +324,7 @@ def _write_run_config(output: Path, config: TrainConfig, base: Path) -> None:
 
     settings = config_as_dict(config)
     settings["resolved_base"] = str(base)
-    _write_text(output / "config.yaml", yaml.safe_dump(settings, sort_keys=False))
+    write_run_file(output / "config.yaml", yaml.safe_dump(settings, sort_keys=False))
 
 
 def _write_summary(
@@ -349,12 +349,4 @@ def _write_summary(
         "skipped": report.skipped,
         **result.extra,
     }
-    _write_text(output / "summary.json", json.dumps(summary, indent=2))
-
-
-def _write_text(path: Path, text: str) -> None:
-    try:
-        path.write_text(text, encoding="utf-8")
-    except OSError as error:
-        reason = write_failure(error, path.parent)
-        raise TrainingError(f"cannot write {path}: {reason}") from None
+    write_run_file(output / "summary.json", json.dumps(summary, indent=2))

@@ -149,6 +149,43 @@ def load_sft_records(path: Path, format: str = "auto") -> tuple[str, list[Record
     return found, records
 
 
+def iter_text_records(path: Path) -> Iterator[TextRecord]:
+    """Stream the texts of a plain-text dataset (a file, a directory of them, or JSON(L)
+    records ``{"text"}``) one at a time, for corpora larger than memory (pretraining).
+
+    The same checks and errors as ``load_sft_records(path, "text")``, raised when the
+    offending file or line is reached; a dataset with no text at all is an error at the end.
+    """
+    path = Path(path)
+    name = _display(path)
+    mode = _stat(path, name).st_mode
+    found = False
+    if stat.S_ISDIR(mode) or path.suffix.lower() in TEXT_SUFFIXES or _forced_plain(path, "text"):
+        for file in _text_files(path, name) if path.is_dir() else [path]:
+            file_name = _display(file)
+            _check_file(file, file_name)
+            text = _decode(_read_bytes(file, file_name), file_name, 0)
+            text = text.removeprefix("\ufeff").replace("\x00", "")
+            if text.strip():
+                found = True
+                yield TextRecord(text, f"{file_name}:1")
+    else:
+        for line, value in _iter_json_records(path, name):
+            source = f"{name}:{line}"
+            try:
+                record = _as_object(value)
+                if "text" not in record:
+                    raise _Bad(f'record has no "text" ({_keys(record)}); a corpus is text records')
+                item = _parse_text(record, source)
+            except _Bad as problem:
+                raise DatasetError(f"{source}: {problem}") from None
+            if isinstance(item, TextRecord):
+                found = True
+                yield item
+    if not found:
+        raise DatasetError(f"{name}: no text to train on")
+
+
 def load_preference_pairs(path: Path) -> list[PreferencePair]:
     """Read DPO preference pairs (TRL, ShareGPT or Alpaca style) in file order."""
     path = Path(path)

@@ -1,8 +1,16 @@
-"""A Rich progress bar for training steps, showing loss, learning rate and speed."""
+"""Training progress on stderr: a Rich bar on a terminal, plain lines elsewhere.
+
+Where stderr is not a terminal (CI, a log, ``2>file``) a bar prints nothing until the
+run ends, so a line such as ``Pretraining: 250/2,000 steps, 6.6/s, loss 2.1154, ...``
+is written every ``RAGTUNE_PROGRESS_INTERVAL`` seconds (5 by default), as the CLI's
+other long jobs do (ragtune.cli.progress).
+"""
 
 from __future__ import annotations
 
+import os
 import sys
+import time
 from typing import Any
 
 from rich.console import Console
@@ -21,6 +29,14 @@ class TrainingProgress:
 
     def __init__(self, label: str, total: int, done: int, enabled: bool = True) -> None:
         self.enabled = enabled
+        self.label = label
+        self.total = total
+        self.done = done
+        self._live = sys.stderr.isatty()
+        self._interval = _interval()
+        self._started = time.monotonic()
+        self._first = done
+        self._printed = self._started
         self._progress = Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),
@@ -29,7 +45,7 @@ class TrainingProgress:
             TimeElapsedColumn(),
             TimeRemainingColumn(),
             console=Console(file=sys.stderr),
-            disable=not enabled,
+            disable=not (enabled and self._live),
         )
         self._task = self._progress.add_task(label, total=total, completed=done, stats="")
 
@@ -51,3 +67,17 @@ class TrainingProgress:
         parts.append(f"lr {record['lr']:.2e}")
         parts.append(f"{record['tokens_per_second']:.0f} tok/s")
         self._progress.update(self._task, advance=1, stats=" ".join(parts))
+        self.done += 1
+        now = time.monotonic()
+        if self.enabled and not self._live and now - self._printed >= self._interval:
+            self._printed = now
+            rate = (self.done - self._first) / max(now - self._started, 1e-9)
+            counted = f"{self.label.capitalize()}: {self.done:,}/{self.total:,} steps, {rate:.1f}/s"
+            print(", ".join([counted, *parts]), file=sys.stderr, flush=True)
+
+
+def _interval() -> float:
+    try:
+        return max(0.05, float(os.environ.get("RAGTUNE_PROGRESS_INTERVAL", "5")))
+    except ValueError:
+        return 5.0

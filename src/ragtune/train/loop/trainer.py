@@ -79,6 +79,53 @@ def step_micro_batches(
     return [plan[index % len(plan)] for index in mine]
 
 
+class LoopSettings(Protocol):
+    """What the loop reads of a run's settings (fine-tuning's and pretraining's alike)."""
+
+    batch_size: int
+    grad_accum: int
+    seed: int
+    max_steps: int | None
+    epochs: float
+    max_grad_norm: float
+    eval_every: int | None
+    save_every: int
+    keep_checkpoints: int
+
+
+class BatchOrder(Protocol):
+    """Which items the micro-batches of a step hold: a pure function of the step, so a
+    resumed run takes exactly the batches the interrupted one would have taken."""
+
+    steps_per_epoch: int
+
+    def micro_batches(self, step: int, rank: int, world: int) -> list[list[int]]: ...
+
+
+class LengthGroupedEpochs:
+    """Fine-tuning's order: every item once an epoch, in batches of similar length."""
+
+    def __init__(
+        self, lengths: Sequence[int], batch_size: int, seed: int, micro_per_step: int
+    ) -> None:
+        self.lengths = lengths
+        self.batch_size = batch_size
+        self.seed = seed
+        self.micro_per_step = micro_per_step
+        first = epoch_batches(lengths, batch_size, seed, 0)
+        self.steps_per_epoch = steps_per_epoch(len(first), micro_per_step)
+        self._plans: dict[int, list[list[int]]] = {0: first}
+
+    def plan(self, epoch: int) -> list[list[int]]:
+        if epoch not in self._plans:
+            self._plans = {epoch: epoch_batches(self.lengths, self.batch_size, self.seed, epoch)}
+        return self._plans[epoch]
+
+    def micro_batches(self, step: int, rank: int, world: int) -> list[list[int]]:
+        epoch, within = divmod(step - 1, self.steps_per_epoch)
+        return step_micro_batches(self.plan(epoch), within, self.micro_per_step, rank, world)
+
+
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: kilobytes
 
@@ -88,7 +135,7 @@ class Trainer:
 
     def __init__(
         self,
-        config: TrainConfig,
+        config: LoopSettings,
         objective: Objective,
         model: torch.nn.Module,
         network: torch.nn.Module,
@@ -98,6 +145,7 @@ class Trainer:
         output: Path,
         accelerator: Any,
         on_step: Callable[[dict[str, Any]], None] | None = None,
+        order: BatchOrder | None = None,
     ) -> None:
         self.config = config
         self.objective = objective
@@ -112,21 +160,15 @@ class Trainer:
         self.world = accelerator.num_processes
         self.rank = accelerator.process_index
         self.micro_per_step = config.grad_accum * self.world
-        lengths = [objective.length(item) for item in train_items]
-        self.lengths = lengths
-        first = epoch_batches(lengths, config.batch_size, config.seed, 0)
-        self.steps_per_epoch = steps_per_epoch(len(first), self.micro_per_step)
+        if order is None:
+            lengths = [objective.length(item) for item in train_items]
+            micro = self.micro_per_step
+            order = LengthGroupedEpochs(lengths, config.batch_size, config.seed, micro)
+        self.order = order
+        self.steps_per_epoch = order.steps_per_epoch
         self.total_steps = config.max_steps or max(
             1, math.ceil(config.epochs * self.steps_per_epoch)
         )
-        self._plans: dict[int, list[list[int]]] = {0: first}
-
-    def plan(self, epoch: int) -> list[list[int]]:
-        if epoch not in self._plans:
-            self._plans = {
-                epoch: epoch_batches(self.lengths, self.config.batch_size, self.config.seed, epoch)
-            }
-        return self._plans[epoch]
 
     def run(
         self,
@@ -200,10 +242,7 @@ class Trainer:
         self, step: int, optimizer: torch.optim.Optimizer, scheduler: Any
     ) -> tuple[dict[str, Any], int]:
         self.network.train()
-        epoch, within = divmod(step - 1, self.steps_per_epoch)
-        micro = step_micro_batches(
-            self.plan(epoch), within, self.micro_per_step, self.rank, self.world
-        )
+        micro = self.order.micro_batches(step, self.rank, self.world)
         items = [[self.train_items[i] for i in batch] for batch in micro]
         # The loss is a mean over every label of the step, on all processes together:
         # data-parallel averaging then equals one process accumulating the same batches.
@@ -214,7 +253,8 @@ class Trainer:
         for number, batch_items in enumerate(items):
             batch = self.objective.collate(batch_items, self.pad_id)
             batch = {key: value.to(self.accelerator.device) for key, value in batch.items()}
-            tokens += int(batch["attention_mask"].sum())
+            mask = batch.get("attention_mask")  # contiguous blocks (pretraining) have none
+            tokens += int(mask.sum()) if mask is not None else batch["input_ids"].numel()
             last = number == len(items) - 1
             # Gradients are synchronised across processes on the last micro-batch only.
             with self.accelerator.no_sync(self.network) if not last else nullcontext():
