@@ -44,12 +44,16 @@ def drop_permalinks(tree: etree._Element) -> None:
     signatures and captions."""
     doomed = []
     for anchor in tree.iter("a"):
-        title = (anchor.get("title") or "").strip().lower()
+        get = anchor.get
+        names = get("class")
+        title = get("title")
+        href = get("href")
         if (
-            classes(anchor) & _PERMALINK_CLASSES
-            or title.startswith(_PERMALINK_TITLES)
+            (names and not _PERMALINK_CLASSES.isdisjoint(names.split()))
+            or (title and title.strip().lower().startswith(_PERMALINK_TITLES))
             or (
-                (anchor.get("href") or "").startswith("#")
+                href
+                and href.startswith("#")
                 and len(anchor) == 0
                 and (anchor.text or "").strip() in _PERMALINK_SIGNS
             )
@@ -95,6 +99,8 @@ def mark_admonitions(tree: etree._Element, placeholder: str) -> list[str]:
     comes out between the two into a quote."""
     titles: list[str] = []
     for box in list(tree.iter("div", "aside", "details", "section")):
+        if box.tag != "details" and "admonition" not in (box.get("class") or ""):
+            continue  # what _admonition_title says, without building the set of classes
         title = _admonition_title(box)
         if title is None or box.getparent() is None:
             continue
@@ -160,23 +166,26 @@ def collapse_whitespace(tree: etree._Element) -> None:
     HTML source is a space, not a hard break in the middle of a sentence, and a block
     neither starts nor ends with one. Code blocks have been taken out by now; anything
     else verbatim is skipped."""
+    collapse = _SOURCE_WHITESPACE.sub
     for element in tree.iter():
-        if element.tag in _VERBATIM:
+        tag = element.tag
+        if tag in _VERBATIM:
             continue
         text = element.text
-        if text and ("\n" in text or "\t" in text or "\r" in text):
-            element.text = text = _SOURCE_WHITESPACE.sub(" ", text)
+        if text is not None and ("\n" in text or "\t" in text or "\r" in text):
+            element.text = text = collapse(" ", text)
         tail = element.tail
-        if tail and ("\n" in tail or "\t" in tail or "\r" in tail):
-            element.tail = _SOURCE_WHITESPACE.sub(" ", tail)
-        if element.tag in _TEXT_BLOCKS:
+        if tail is not None and ("\n" in tail or "\t" in tail or "\r" in tail):
+            element.tail = collapse(" ", tail)
+        if tag in _TEXT_BLOCKS:
             if text:
-                element.text = text.lstrip(_SPACES)
-            last = element[-1] if len(element) else None
-            if last is not None and last.tail:
-                last.tail = last.tail.rstrip(_SPACES)
-            elif last is None and element.text:
-                element.text = element.text.rstrip(_SPACES)
+                element.text = text = text.lstrip(_SPACES)
+            if len(element):
+                last = element[-1]
+                if last.tail:
+                    last.tail = last.tail.rstrip(_SPACES)
+            elif text:
+                element.text = text.rstrip(_SPACES)
 
 
 def _is_signature(term: etree._Element) -> bool:

@@ -83,8 +83,7 @@ def main_content(
         except ImportError as missing:
             package = (missing.name or "").split(".")[0] or "its libraries"
             raise RagtuneError(
-                f"--extractor {extractor} needs {package}: "
-                "pip install 'ragtune[ensemble]'"
+                f"--extractor {extractor} needs {package}: pip install 'ragtune[ensemble]'"
             ) from None
         return extract_combined(data, url=origin.base_url, extractor=extractor)
     if media_type in HTML_TYPES:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import secrets
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -12,6 +13,15 @@ from typing import Any
 
 import trafilatura
 from lxml import etree
+from lxml import html as lxml_html
+from trafilatura.utils import (
+    DOCTYPE_TAG,
+    FAULTY_HTML,
+    decode_file,
+    handle_compressed_file,
+    is_dubious_html,
+    repair_faulty_html,
+)
 from trafilatura.xml import xmltotxt
 
 from ragtune.errors import ExtractionError
@@ -23,11 +33,16 @@ from ragtune.extract.doc_markup import (
     mark_admonitions,
     quote_admonitions,
 )
+from ragtune.extract.page_metadata import page_metadata
 from ragtune.extract.text import decode_text
 
 # Dates guessed from a copyright footer ("© 2026") are noise, so only
 # dates the page states in its markup are kept.
 _DATE_PARAMS = {"extensive_search": False, "original_date": True}
+# One parser per thread: its error log, read after each parse, is the parser's own.
+_PARSERS = threading.local()
+# The characters below U+0020 that trafilatura.utils.INVALID_XML_CHARS removes, as bytes.
+_XML_CONTROL_BYTES = bytes([*range(0x09), 0x0B, 0x0C, *range(0x0E, 0x20)])
 _MAX_TREE_BYTES = 10_000_000
 _MAX_TREE_TAGS = 200_000
 # What str.splitlines splits on, and whitespace other than line breaks.
@@ -85,26 +100,31 @@ def extract_html(html: str | bytes, url: str | None = None) -> ExtractedPage:
     if isinstance(html, bytes) and _is_binary(html):
         # trafilatura finds "text" in about 1 of 140 random 64 KB bodies.
         raise ExtractionError("binary data where HTML was expected")
-    if _too_big_for_a_tree(html) or _beyond_parser_limits(html):
+    if _too_big_for_a_tree(html):
         return _streamed(html)
     try:
-        return _extracted(html, url)
+        tree, cut_short = _parse(html)
+        if not cut_short:
+            return _extracted(html, tree, url)
     except ExtractionError:
         raise
     except Exception:  # trafilatura and lxml on hostile markup; the plain reading still works
-        return _streamed(html)
+        pass
+    return _streamed(html)
 
 
-def _extracted(html: str | bytes, url: str | None) -> ExtractedPage:
-    tree = trafilatura.load_html(html)
+def _extracted(html: str | bytes, tree: Any, url: str | None) -> ExtractedPage:
     markup = _DocMarkup(tree) if tree is not None else None
+    # What trafilatura's with_metadata=True finds, less what is discarded here.
+    found = page_metadata(tree, url, _DATE_PARAMS) if tree is not None else None
     document: Any = trafilatura.bare_extraction(  # a Document, since as_dict is False
         tree if tree is not None else html,
-        url=url,
+        url=url or (found.url if found is not None else None),
         include_tables=True,
         include_formatting=True,
         include_comments=False,
-        with_metadata=True,
+        # Not "python", which renders a plain text of the body: that is done here.
+        output_format="markdown",
         date_extraction_params=_DATE_PARAMS,
     )
     plain: str | Callable[[], str]
@@ -122,11 +142,13 @@ def _extracted(html: str | bytes, url: str | None) -> ExtractedPage:
     if not markdown:
         raise ExtractionError("no readable text")
 
-    title = (document.title if document is not None else None) or _first_heading(markdown)
+    if document is None:
+        found = None  # as trafilatura's metadata goes with the extraction it gave up
+    title = (found.title if found is not None else None) or _first_heading(markdown)
     metadata: dict[str, Any] = {"title": title}
-    if document is not None:
+    if found is not None:
         for key in ("author", "date", "description", "sitename", "language"):
-            value = getattr(document, key, None)
+            value = getattr(found, key, None)
             if value:
                 metadata[key] = value
     return ExtractedPage(markdown=markdown, title=title, metadata=metadata, plain=plain)
@@ -172,15 +194,89 @@ def _too_big_for_a_tree(html: str | bytes) -> bool:
     return html.count("<" if isinstance(html, str) else b"<") > _MAX_TREE_TAGS  # type: ignore[arg-type]
 
 
-def _beyond_parser_limits(html: str | bytes) -> bool:
-    """Whether lxml stops short of the end of this page (it then drops the rest silently).
-    A parse costs about 7% of an extraction, measured on the extraction-eval pages."""
-    parser = etree.HTMLParser(collect_ids=False, remove_comments=True, remove_pis=True)
+def _parse(html: str | bytes) -> tuple[Any, bool]:
+    """The page as trafilatura.load_html parses it (decoded, repaired, the same parser
+    settings), and whether lxml stopped short of its end (nested deeper than 256
+    elements, a text over 10 MB: it then drops the rest silently).
+
+    One parse serves the check, the clean-ups, the metadata and trafilatura. Its
+    elements are lxml.html's HtmlElement, found by lxml's built-in class lookup rather
+    than lxml.html's own, a Python call for every element touched (millions per 1,000
+    pages); only lxml.html's form-field classes, which trafilatura never uses, are lost."""
+    text, clean = _decoded(html)
+    beginning = text[:50].lower()
+    dubious = is_dubious_html(beginning)
+    text = _repaired(text, beginning) if clean else repair_faulty_html(text, beginning)
+    parser = _parser()
     try:
-        etree.fromstring(html, parser)
-    except Exception:  # unparseable at all: trafilatura decides what it makes of it
-        return False
-    return any(entry.type == etree.ErrorTypes.ERR_RESOURCE_LIMIT for entry in parser.error_log)
+        tree = lxml_html.fromstring(text, parser=parser)
+    except ValueError:  # "Unicode strings with encoding declaration are not supported."
+        tree = _parse_bytes(text, parser)
+    else:
+        if tree is None or len(tree) < 1:
+            tree = _parse_bytes(text, parser)
+    cut_short = any(entry.type == etree.ErrorTypes.ERR_RESOURCE_LIMIT for entry in parser.error_log)
+    if tree is not None and dubious and len(tree) < 2:
+        tree = None  # not HTML at all, as trafilatura judges it
+    return tree, cut_short
+
+
+def _decoded(html: str | bytes) -> tuple[str, bool]:
+    """trafilatura.utils.decode_file(html), and whether the text is known to hold no
+    character that repair_faulty_html would remove: a regular expression over the
+    whole text (about 2% of an extraction) finds them, where the bytes of a page that
+    decodes as UTF-8 show it for a tenth of that."""
+    if isinstance(html, bytes) and handle_compressed_file(html) is html:
+        try:
+            text = html.decode("utf-8")
+        except UnicodeDecodeError:
+            pass
+        else:
+            controls = len(html.translate(None, _XML_CONTROL_BYTES)) != len(html)
+            return text, not (controls or b"\xef\xbf\xbe" in html or b"\xef\xbf\xbf" in html)
+    return decode_file(html), False
+
+
+def _repaired(text: str, beginning: str) -> str:
+    """trafilatura.utils.repair_faulty_html on a text without XML control characters."""
+    if "doctype" in beginning:
+        first_line, _, rest = text.partition("\n")
+        text = DOCTYPE_TAG.sub("", first_line, count=1) + "\n" + rest
+    for line in text[:4096].splitlines()[:4]:
+        if "<html" in line and line.endswith("/>"):
+            text = FAULTY_HTML.sub(r"\1>", text, count=1)
+            break
+    return text
+
+
+def _parser() -> etree.HTMLParser:
+    """This thread's parser, with trafilatura.utils.HTML_PARSER's settings."""
+    parser = getattr(_PARSERS, "parser", None)
+    if parser is None:
+        parser = etree.HTMLParser(
+            collect_ids=False,
+            default_doctype=False,
+            encoding="utf-8",
+            remove_comments=True,
+            remove_pis=True,
+        )
+        parser.set_element_class_lookup(
+            etree.ElementDefaultClassLookup(
+                element=lxml_html.HtmlElement,
+                comment=lxml_html.HtmlComment,
+                pi=lxml_html.HtmlProcessingInstruction,
+                entity=lxml_html.HtmlEntity,
+            )
+        )
+        _PARSERS.parser = parser
+    return parser
+
+
+def _parse_bytes(text: str, parser: etree.HTMLParser) -> Any:
+    try:
+        return lxml_html.fromstring(text.encode("utf8", "surrogatepass"), parser=parser)
+    except Exception:  # as trafilatura.utils.fromstring_bytes
+        return None
 
 
 def _streamed(html: str | bytes) -> ExtractedPage:

@@ -118,9 +118,7 @@ def _pretrain(
     if first:
         _check_memory(shape, vocab, config.batch_size, accelerator.device, available_memory_bytes)
         _token_data(config, output, corpus, fast, digest, shape.context)
-        named = (
-            None if config.tokenizer in TRAINED_TOKENIZERS else Path(config.tokenizer).expanduser()
-        )
+        named = _named_tokenizer(config)
         _save_tokenizer(fast, tokenizer_dir, digest, named, report, shape.context)
     accelerator.wait_for_everyone()
     if not first:
@@ -165,7 +163,7 @@ def _pretrain(
 
     if accelerator.is_main_process:
         output.mkdir(parents=True, exist_ok=True)
-        _write_run_config(output, config, shape, vocab, digest)
+        _write_run_config(output, config, shape, vocab)
     trainer = Trainer(
         config,
         objective,
@@ -406,7 +404,11 @@ def _save_model(model: Any, tokenizer_dir: Path, target: Path) -> None:
     try:
         with StagedDirectory(target) as staging:
             model.save_pretrained(staging, safe_serialization=True)
-            _hf_tokenizer(tokenizer_dir).save_pretrained(staging)
+            # The tokenizer's own files, as trained or given: re-saving through transformers
+            # 5 would name a tokenizer class that transformers 4 cannot load.
+            for name in (*TOKENIZER_FILES, "ragtune_tokenizer.json"):
+                if (tokenizer_dir / name).is_file():
+                    shutil.copyfile(tokenizer_dir / name, staging / name)
     except Exception as error:  # tokenizers reports a full disk as a bare Exception
         reason = write_failure(error, target.parent)
         raise TrainingError(
@@ -415,9 +417,7 @@ def _save_model(model: Any, tokenizer_dir: Path, target: Path) -> None:
         ) from None
 
 
-def _write_run_config(
-    output: Path, config: PretrainConfig, shape: ModelShape, vocab: int, digest: str
-) -> None:
+def _write_run_config(output: Path, config: PretrainConfig, shape: ModelShape, vocab: int) -> None:
     import yaml
 
     from ragtune.train.config import config_as_dict
