@@ -385,3 +385,22 @@ def test_data_parallel_pretraining_on_two_cpu_processes_matches_one_process(
     one = json.loads((tmp_path / "one" / "summary.json").read_text())
     assert ddp["val_loss"] == pytest.approx(one["val_loss"], rel=1e-4)
     assert ddp["tokens"] == one["tokens"] == 4 * 2 * 4 * 32
+
+
+def test_pretraining_on_the_documents_of_an_index(corpus: Path, tmp_path: Path) -> None:
+    from ragtune import Document, VectorStoreIndex
+
+    text = corpus.read_text(encoding="utf-8")
+    pages = [text[start : start + 4000] for start in range(0, 40_000, 4000)]
+    documents = [
+        Document(text=page, metadata={"url": f"https://example.org/{number}"})
+        for number, page in enumerate(pages)
+    ]
+    VectorStoreIndex.from_documents(documents, persist_dir=tmp_path / "index")
+    config = tiny_config(corpus, tmp_path / "run", max_steps=5, eval_every=5)
+    config.data, config.from_index = None, str(tmp_path / "index")
+    outcome = pretrain(config.validate())
+    assert outcome.summary["documents"] == len(pages)
+    # The chunks joined back into the pages, each overlap between chunks once.
+    tokens = outcome.summary["train_tokens"] + outcome.summary["val_tokens"]
+    assert 40_000 <= tokens <= 40_000 + 40 * len(pages)  # characters, end-of-text tokens, seams

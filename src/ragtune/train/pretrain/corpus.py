@@ -72,8 +72,27 @@ def _files(path: Path) -> list[Path]:
     return found
 
 
+# Chunks repeat the end of the one before (ragtune.index.chunking's chunk_overlap words);
+# a repeat is looked for within this many characters of the end.
+_OVERLAP_CHARS = 2000
+
+
+def _without_overlap(previous: str, chunk: str) -> str:
+    """``chunk`` less its beginning that repeats the end of ``previous``."""
+    start = max(0, len(previous) - _OVERLAP_CHARS)
+    probe = chunk[:16]
+    position = previous.find(probe, start) if len(probe) == 16 else -1
+    while position != -1:
+        tail = previous[position:]
+        if chunk.startswith(tail):
+            return chunk[len(tail) :].lstrip()
+        position = previous.find(probe, position + 1)
+    return chunk
+
+
 def _index_texts(index_dir: Path) -> Iterator[str]:
-    """An index's chunks joined back into documents, in URL order."""
+    """An index's chunks joined back into documents, in URL order, without the words each
+    chunk repeats from the one before."""
     from ragtune.index.vector_index import VectorStoreIndex
 
     if not (index_dir / MANIFEST).is_file():
@@ -92,6 +111,8 @@ def _index_texts(index_dir: Path) -> Iterator[str]:
             yield "\n\n".join(document)
             document = []
         current = doc_id
+        if document:
+            text = _without_overlap(document[-1], text)
         if text.strip():
             document.append(text)
     if document:
