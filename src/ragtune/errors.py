@@ -155,6 +155,10 @@ class TrainingError(RagtuneError):
     """Fine-tuning, merging or exporting a model failed (bad settings, full disk, ...)."""
 
 
+class EstimateError(RagtuneError):
+    """A cost estimate cannot be made: an unknown route or hardware profile, bad numbers."""
+
+
 def one_line(error: BaseException, limit: int = 300) -> str:
     """A third-party error's message folded onto one line, for our one-line errors."""
     text = " ".join(str(error).split()) or type(error).__name__

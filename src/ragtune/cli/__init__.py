@@ -20,6 +20,7 @@ import gc
 import typer
 
 from ragtune.cli.errors import run_app
+from ragtune.cli.estimate import estimate_command
 from ragtune.cli.evaluate import eval_answers_command, eval_retrieval_command
 from ragtune.cli.export import export_command, merge_command
 from ragtune.cli.models import demo_command, models_command, pull_command
@@ -54,6 +55,7 @@ def build_app() -> typer.Typer:
     app.command("align")(align_command)
     app.command("pretrain")(pretrain_command)
     app.command("sample")(sample_command)
+    app.command("estimate")(estimate_command)
     tokenizer = typer.Typer(
         help="Train a tokenizer on your own text, for a model trained from scratch.",
         no_args_is_help=True,
