@@ -404,3 +404,16 @@ def test_pretraining_on_the_documents_of_an_index(corpus: Path, tmp_path: Path) 
     # The chunks joined back into the pages, each overlap between chunks once.
     tokens = outcome.summary["train_tokens"] + outcome.summary["val_tokens"]
     assert 40_000 <= tokens <= 40_000 + 40 * len(pages)  # characters, end-of-text tokens, seams
+
+
+def test_a_file_too_big_to_hold_streams_in_pieces_of_one_document(
+    corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import ragtune.train.data.records as records
+
+    monkeypatch.setattr(records, "STREAM_BYTES", 10_000)  # 12 pieces of the 120 KB text
+    outcome = pretrain(tiny_config(corpus, tmp_path / "run", max_steps=2, eval_every=2))
+    text = corpus.read_text(encoding="utf-8")
+    assert outcome.summary["documents"] == 1  # one end-of-text, after the last piece
+    tokens = outcome.summary["train_tokens"] + outcome.summary["val_tokens"]
+    assert tokens == len(text) + 1  # ASCII: a token per character, and the end of text

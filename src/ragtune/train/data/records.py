@@ -69,6 +69,9 @@ class TextRecord:
 
     text: str
     source: str
+    # A piece of a file too big to hold at once (``iter_text_records``), not its end: the
+    # next record continues the same document.
+    continued: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +88,8 @@ FORMATS = ("alpaca", "sharegpt", "messages", "text")
 TEXT_SUFFIXES = (".txt", ".md")
 MAX_FILE_BYTES = 4 * 1024**3
 MAX_LINE_BYTES = 16 * 1024 * 1024
+# Pretraining reads text files in pieces of this size (iter_text_records).
+STREAM_BYTES = 64 * 1024 * 1024
 
 # strict=False accepts raw tabs and other control characters inside strings, which hand-written
 # JSONL often has; JSON's structure is still checked strictly.
@@ -162,13 +167,9 @@ def iter_text_records(path: Path) -> Iterator[TextRecord]:
     found = False
     if stat.S_ISDIR(mode) or path.suffix.lower() in TEXT_SUFFIXES or _forced_plain(path, "text"):
         for file in _text_files(path, name) if path.is_dir() else [path]:
-            file_name = _display(file)
-            _check_file(file, file_name)
-            text = _decode(_read_bytes(file, file_name), file_name, 0)
-            text = text.removeprefix("\ufeff").replace("\x00", "")
-            if text.strip():
-                found = True
-                yield TextRecord(text, f"{file_name}:1")
+            for piece in _stream_text_file(file, _display(file)):
+                found = found or bool(piece.text.strip())
+                yield piece
     else:
         for line, value in _iter_json_records(path, name):
             source = f"{name}:{line}"
@@ -184,6 +185,44 @@ def iter_text_records(path: Path) -> Iterator[TextRecord]:
                 yield item
     if not found:
         raise DatasetError(f"{name}: no text to train on")
+
+
+def _stream_text_file(file: Path, name: str) -> Iterator[TextRecord]:
+    """A text file as one record, or, past ``STREAM_BYTES``, as pieces of about that size
+    cut after a line break (``continued`` on all but the last), decoded incrementally so a
+    file of any size is never held whole."""
+    info = _stat(file, name)
+    if not stat.S_ISREG(info.st_mode):
+        raise DatasetError(f"{name}: not a regular file")
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    offset, line, pending, opened = 0, 1, "", False
+    try:
+        handle = file.open("rb")
+    except OSError as error:
+        raise DatasetError(f"{name}: cannot read ({error.strerror or error})") from None
+    with handle:
+        raw = handle.read(STREAM_BYTES)
+        while True:
+            following = handle.read(STREAM_BYTES) if raw else b""
+            last = not following  # read ahead, so the last piece knows it ends the file
+            try:
+                text = pending + decoder.decode(raw, final=last)
+            except UnicodeDecodeError as error:
+                raise DatasetError(_not_utf8(name, raw, error, offset)) from None
+            if offset == 0:
+                text = text.removeprefix("\ufeff")
+            offset += len(raw)
+            cut = len(text) if last else text.rfind("\n") + 1
+            if cut == 0:  # no line break in a whole block: cut it anyway
+                cut = len(text)
+            piece, pending = text[:cut].replace("\x00", ""), text[cut:]
+            if piece.strip() or (opened and last):  # the last piece ends the document
+                opened = True
+                yield TextRecord(piece, f"{name}:{line}", continued=not last)
+            line += piece.count("\n")
+            if last:
+                return
+            raw = following
 
 
 def load_preference_pairs(path: Path) -> list[PreferencePair]:

@@ -28,14 +28,22 @@ class Corpus:
             raise DatasetError("no text to train on: give --data PATH or --from-index DIR")
 
     def texts(self) -> Iterator[str]:
-        """Every document's text, in a fixed order (files sorted, records in file order)."""
+        """The text, in a fixed order (files sorted, records in file order): a document at a
+        time, or a piece at a time of a file too big to hold (see ``pieces``)."""
+        for text, _ends in self.pieces():
+            yield text
+
+    def pieces(self) -> Iterator[tuple[str, bool]]:
+        """(text, whether it ends a document): a text file past 64 MiB comes in pieces cut
+        after a line break, so no file is ever held whole."""
         from ragtune.train.data.records import iter_text_records
 
         if self.data is not None:
             for record in iter_text_records(self.data):
-                yield record.text
+                yield record.text, not record.continued
         if self.from_index is not None:
-            yield from _index_texts(self.from_index)
+            for text in _index_texts(self.from_index):
+                yield text, True
 
     def describe(self) -> str:
         parts = [str(p) for p in (self.data, self.from_index) if p is not None]

@@ -109,14 +109,15 @@ def tokenize_corpus(
         with StagedDirectory(directory) as staging:
             count, documents, characters = 0, 0, 0
             with open(staging / TOKENS, "wb") as out:
-                for batch in _batches(corpus.texts()):
-                    encoded = tokenizer.encode_batch_fast(batch, add_special_tokens=False)
-                    for item in encoded:
-                        ids = np.asarray(item.ids + [eot], dtype=dtype)
+                for batch in _batches(corpus.pieces()):
+                    texts = [text for text, _ends in batch]
+                    encoded = tokenizer.encode_batch_fast(texts, add_special_tokens=False)
+                    for item, (_text, ends) in zip(encoded, batch, strict=True):
+                        ids = np.asarray(item.ids + [eot] if ends else item.ids, dtype=dtype)
                         ids.tofile(out)
                         count += len(ids)
-                    documents += len(batch)
-                    characters += sum(len(text) for text in batch)
+                        documents += ends
+                    characters += sum(len(text) for text in texts)
                     if progress is not None:
                         progress(characters)
             val_start = _split(count, val_fraction, min_tokens, corpus)
@@ -152,12 +153,12 @@ def _split(count: int, val_fraction: float, min_tokens: int, corpus: Corpus) -> 
     return train
 
 
-def _batches(texts: Iterator[str]) -> Iterator[list[str]]:
-    batch: list[str] = []
+def _batches(pieces: Iterator[tuple[str, bool]]) -> Iterator[list[tuple[str, bool]]]:
+    batch: list[tuple[str, bool]] = []
     size = 0
-    for text in texts:
-        batch.append(text)
-        size += len(text)
+    for piece in pieces:
+        batch.append(piece)
+        size += len(piece[0])
         if size >= BATCH_CHARS:
             yield batch
             batch, size = [], 0
