@@ -417,3 +417,18 @@ def test_a_file_too_big_to_hold_streams_in_pieces_of_one_document(
     assert outcome.summary["documents"] == 1  # one end-of-text, after the last piece
     tokens = outcome.summary["train_tokens"] + outcome.summary["val_tokens"]
     assert tokens == len(text) + 1  # ASCII: a token per character, and the end of text
+
+
+def test_off_a_terminal_progress_is_plain_lines(
+    corpus: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RAGTUNE_PROGRESS_INTERVAL", "0.05")
+    result = run_cli_in_process(
+        capsys, monkeypatch, "pretrain", "-d", str(corpus), "--tokenizer", "char", *TINY,
+        "--max-steps", "30", "--eval-every", "30", "-o", str(tmp_path / "run"),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.startswith("Pretraining: ")]
+    assert lines and all(" steps, " in line and "tok/s" in line for line in lines)
+    assert "\x1b" not in result.stderr  # no escape sequences off a terminal
+    assert "Pretrained" in result.stdout and "val loss" in result.stdout

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from tests.helpers import run_cli
 
-from ragtune.cli.progress import INTERVAL_VARIABLE
+from ragtune.terminal import PROGRESS_INTERVAL_VARIABLE as INTERVAL_VARIABLE
 
 FILES = 40
 

@@ -19,6 +19,7 @@ characters as ``\\uXXXX``, which any JSON reader turns back into them.
 from __future__ import annotations
 
 import json
+import os
 import re
 from typing import Any
 
@@ -70,3 +71,17 @@ def plain(text: str) -> Text:
 
 out = SafeConsole()
 err = SafeConsole(stderr=True)
+
+
+# Where stderr is not a terminal, long work prints a progress line this often (seconds).
+PROGRESS_INTERVAL_VARIABLE = "RAGTUNE_PROGRESS_INTERVAL"
+DEFAULT_PROGRESS_INTERVAL = 5.0
+
+
+def progress_interval() -> float:
+    """Seconds between plain progress lines: $RAGTUNE_PROGRESS_INTERVAL, 5 by default."""
+    try:
+        value = float(os.environ.get(PROGRESS_INTERVAL_VARIABLE, DEFAULT_PROGRESS_INTERVAL))
+    except ValueError:
+        return DEFAULT_PROGRESS_INTERVAL
+    return max(0.05, value)

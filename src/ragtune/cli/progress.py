@@ -14,7 +14,6 @@ never read as Rich markup, and the console strips terminal control characters.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -31,15 +30,13 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from ragtune.terminal import err, printable
+from ragtune.terminal import err, printable, progress_interval
 
 if TYPE_CHECKING:  # the web stack loads only in the commands that crawl
     from ragtune.web.crawl import CrawlEvent
 
 # What a long job calls as it goes: (items done, items in all, None while unknown).
 CountHook = Callable[[int, int | None], None]
-INTERVAL_VARIABLE = "RAGTUNE_PROGRESS_INTERVAL"
-DEFAULT_INTERVAL = 5.0
 
 
 @dataclass
@@ -156,7 +153,7 @@ class _Display:
             self._printer.join()
 
     def _print_lines(self) -> None:
-        interval = _interval()
+        interval = progress_interval()
         while not self._stop.wait(interval):
             with self._lock:
                 lines = [
@@ -166,13 +163,6 @@ class _Display:
                 ]
             if lines:
                 err.print("; ".join(lines))
-
-
-def _interval() -> float:
-    try:
-        return max(0.05, float(os.environ.get(INTERVAL_VARIABLE, DEFAULT_INTERVAL)))
-    except ValueError:
-        return DEFAULT_INTERVAL
 
 
 def _bars() -> Progress:

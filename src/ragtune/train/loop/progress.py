@@ -8,7 +8,6 @@ other long jobs do (ragtune.cli.progress).
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from typing import Any
@@ -23,6 +22,8 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from ragtune.terminal import progress_interval
+
 
 class TrainingProgress:
     """Context manager; ``advance(record)`` after each optimizer step."""
@@ -33,7 +34,7 @@ class TrainingProgress:
         self.total = total
         self.done = done
         self._live = sys.stderr.isatty()
-        self._interval = _interval()
+        self._interval = progress_interval()
         self._started = time.monotonic()
         self._first = done
         self._printed = self._started
@@ -74,10 +75,3 @@ class TrainingProgress:
             rate = (self.done - self._first) / max(now - self._started, 1e-9)
             counted = f"{self.label.capitalize()}: {self.done:,}/{self.total:,} steps, {rate:.1f}/s"
             print(", ".join([counted, *parts]), file=sys.stderr, flush=True)
-
-
-def _interval() -> float:
-    try:
-        return max(0.05, float(os.environ.get("RAGTUNE_PROGRESS_INTERVAL", "5")))
-    except ValueError:
-        return 5.0
