@@ -82,7 +82,10 @@ def test_help_lists_every_command_in_order() -> None:
     result = run_cli("--help")
     assert result.returncode == 0, result.stderr
     listed = re.findall(r"^│ ([a-z]+) ", result.stdout, flags=re.MULTILINE)
-    commands = "ingest sync retrieve ask chat extract demo finetune align merge export models eval"
+    commands = (
+        "ingest sync retrieve ask chat extract demo finetune align pretrain sample estimate "
+        "merge export models tokenizer eval"
+    )
     assert listed == commands.split()
 
 
