@@ -91,9 +91,7 @@ def test_absent_terms_are_the_distinctive_ones_no_passage_holds() -> None:
     vocabulary = CorpusVocabulary.of_texts(["The Norman conquest of Sicily; work_mem is 4MB."])
     assert absent_terms("What did the Normans build in Sicily?", vocabulary) == []  # plural
     assert absent_terms("What is the default of work_mem?", vocabulary) == []
-    assert absent_terms("What is the default of shared_buffers?", vocabulary) == [
-        "shared_buffers"
-    ]
+    assert absent_terms("What is the default of shared_buffers?", vocabulary) == ["shared_buffers"]
     assert absent_terms("What is the default of work_mam?", vocabulary) == ["work_mam"]
     assert absent_terms("What is the default of shared_buffers?", None) == []
 
@@ -119,16 +117,16 @@ def test_names_are_found_as_people_misspell_and_derive_them(
 
 def test_a_different_name_is_still_absent() -> None:
     vocabulary = CorpusVocabulary.of_texts(["John Sheepshanks gave 233 paintings to the museum."])
-    assert absent_terms("How many paintings did John Constable give?", vocabulary) == [
-        "constable"
-    ]
+    assert absent_terms("How many paintings did John Constable give?", vocabulary) == ["constable"]
     assert absent_terms("What did the IMF lend?", vocabulary) == ["imf"]
 
 
 def test_an_absent_name_decides_whatever_the_cosine() -> None:
     decision = decide(0.95, 1.0, CALIBRATION, absent=["shared_buffers"])
     assert not decision.in_sources and decision.rule == "calibrated"
-    assert decision.reason == "the question names 'shared_buffers', which occurs nowhere in the index"
+    assert (
+        decision.reason == "the question names 'shared_buffers', which occurs nowhere in the index"
+    )
     assert not decide(0.95, 1.0, None, 0.22, absent=["a_b", "c_d"]).in_sources
     # min_similarity 0 still always asks the LLM; no absent name leaves the cosine rule.
     assert decide(0.95, 1.0, None, 0.0, absent=["shared_buffers"]).in_sources

@@ -420,7 +420,10 @@ def test_a_file_too_big_to_hold_streams_in_pieces_of_one_document(
 
 
 def test_off_a_terminal_progress_is_plain_lines(
-    corpus: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    corpus: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("RAGTUNE_PROGRESS_INTERVAL", "0.05")
     result = run_cli_in_process(

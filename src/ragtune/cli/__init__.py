@@ -19,6 +19,7 @@ import gc
 
 import typer
 
+from ragtune.cli.compare import compare_command
 from ragtune.cli.errors import run_app
 from ragtune.cli.estimate import estimate_command
 from ragtune.cli.evaluate import eval_answers_command, eval_retrieval_command
@@ -71,6 +72,7 @@ def build_app() -> typer.Typer:
     evaluate.command("retrieval")(eval_retrieval_command)
     evaluate.command("answers")(eval_answers_command)
     app.add_typer(evaluate, name="eval")
+    app.command("compare")(compare_command)
     return app
 
 

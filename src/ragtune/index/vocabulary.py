@@ -165,9 +165,7 @@ def _initials(run: list[str]) -> set[str]:
 def build_vocabulary(store: ChunkStore) -> CorpusVocabulary:
     """The vocabulary of every passage in ``store``."""
     # The URL too: a page's name ("pg_dump.html") is part of what the corpus mentions.
-    return CorpusVocabulary.of_texts(
-        f"{url}\n{text}" for _, _, url, text in store.chunk_texts()
-    )
+    return CorpusVocabulary.of_texts(f"{url}\n{text}" for _, _, url, text in store.chunk_texts())
 
 
 def save_vocabulary(vocabulary: CorpusVocabulary, directory: Path) -> str:

@@ -214,9 +214,7 @@ def absent_terms(question: str, vocabulary: CorpusVocabulary | None) -> list[str
     whose words are ``vocabulary``. Empty without a vocabulary."""
     if vocabulary is None:
         return []
-    return [
-        term.text for term in distinctive_terms(question) if not _mentioned(term, vocabulary)
-    ]
+    return [term.text for term in distinctive_terms(question) if not _mentioned(term, vocabulary)]
 
 
 def _mentioned(term: DistinctiveTerm, vocabulary: CorpusVocabulary) -> bool:

@@ -28,6 +28,8 @@ STOP_WORDS = _words(
     tell me please i you we us my your our there here than then so if also any some all
     more most very just get got give"""
 )
+
+
 def key_terms(text: str) -> list[str]:
     """The content words of ``text``, lowercased, in order, without repeats."""
     terms: list[str] = []
