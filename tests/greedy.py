@@ -25,7 +25,11 @@ def prompt_ids(model_dir: Path, text: str = PROMPT) -> list[int]:
     return list(AutoTokenizer.from_pretrained(model_dir)(text, add_special_tokens=False).input_ids)
 
 
-def hf_greedy(model: Any, ids: list[int], new_tokens: int = NEW_TOKENS) -> list[int]:
+def hf_greedy(
+    model: Any, ids: list[int], new_tokens: int = NEW_TOKENS, ignore_eos: bool = False
+) -> list[int]:
+    """transformers' greedy continuation of ``ids``; with ``ignore_eos`` always
+    ``new_tokens`` long, as llama.cpp's with ``ignore_eos``."""
     import torch
 
     prompt = torch.tensor([ids])
@@ -34,6 +38,7 @@ def hf_greedy(model: Any, ids: list[int], new_tokens: int = NEW_TOKENS) -> list[
             prompt,
             attention_mask=torch.ones_like(prompt),
             max_new_tokens=new_tokens,
+            min_new_tokens=new_tokens if ignore_eos else 0,
             do_sample=False,
             pad_token_id=model.config.eos_token_id,
         )

@@ -18,7 +18,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.greedy import llamacpp_post, llamacpp_server, server_greedy
+from tests.greedy import (
+    hf_greedy,
+    llamacpp_post,
+    llamacpp_server,
+    load_model,
+    prompt_ids,
+    server_greedy,
+)
 
 from ragtune.llm.gguf_tokenizer import gguf_tokenizer, read_gguf_metadata
 from ragtune.runtime import configure_torch_threads
@@ -180,24 +187,8 @@ def test_llama_cpp_splits_text_as_transformers_does(exported: Exported) -> None:
 
 
 def test_llama_cpp_continues_a_prompt_with_transformers_greedy_tokens(exported: Exported) -> None:
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    ids = AutoTokenizer.from_pretrained(exported.model_dir)(
-        PROMPT, add_special_tokens=False
-    ).input_ids
-    model = AutoModelForCausalLM.from_pretrained(exported.model_dir).eval()
-    prompt = torch.tensor([ids])
-    with torch.no_grad():
-        output = model.generate(
-            prompt,
-            attention_mask=torch.ones_like(prompt),
-            max_new_tokens=NEW_TOKENS,
-            min_new_tokens=NEW_TOKENS,
-            do_sample=False,
-            pad_token_id=0,
-        )
-    expected = list(output[0, len(ids) :].tolist())
+    ids = prompt_ids(exported.model_dir, PROMPT)
+    expected = hf_greedy(load_model(exported.model_dir), ids, NEW_TOKENS, ignore_eos=True)
     assert server_greedy(exported.server, ids, NEW_TOKENS, ignore_eos=True) == expected
 
 

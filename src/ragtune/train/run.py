@@ -330,15 +330,10 @@ def _write_run_config(output: Path, config: TrainConfig, base: Path) -> None:
 def _write_summary(
     output: Path, result: Any, saved: Path, report: EncodeReport, train_n: int, eval_n: int
 ) -> None:
+    from ragtune.train.loop.report import run_figures
+
     summary = {
-        "saved": str(saved),
-        "steps": result.steps,
-        "seconds": round(result.seconds, 2),
-        "train_seconds": round(result.train_seconds, 2),
-        "tokens": result.tokens,
-        "tokens_per_second": round(result.tokens_per_second, 1),
-        "peak_rss_mb": round(result.peak_rss_mb, 1),
-        "peak_gpu_mb": result.peak_gpu_mb,
+        **run_figures(result, saved),
         "final_loss": result.final_loss,
         "eval_loss_start": result.eval_loss_start,
         "eval_loss_end": result.eval_loss_end,

@@ -31,6 +31,20 @@ class RunResult:
         return self.tokens / self.train_seconds if self.train_seconds > 0 else 0.0
 
 
+def run_figures(result: RunResult, saved: Path) -> dict[str, Any]:
+    """What every run's summary.json starts with (fine-tuning's and pretraining's)."""
+    return {
+        "saved": str(saved),
+        "steps": result.steps,
+        "seconds": round(result.seconds, 2),
+        "train_seconds": round(result.train_seconds, 2),
+        "tokens": result.tokens,
+        "tokens_per_second": round(result.tokens_per_second, 1),
+        "peak_rss_mb": round(result.peak_rss_mb, 1),
+        "peak_gpu_mb": result.peak_gpu_mb,
+    }
+
+
 def plot_losses(history: list[dict[str, Any]], path: Path) -> None:
     """Training loss per step (with a running mean) and evaluation loss where measured."""
     import matplotlib

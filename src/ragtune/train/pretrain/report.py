@@ -6,6 +6,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from ragtune.train.loop.report import run_figures
 from ragtune.train.pretrain.config import PretrainConfig
 from ragtune.train.pretrain.sizes import ModelShape, flops_per_token, parameters
 
@@ -24,12 +25,7 @@ def run_summary(
     achieved = per_token * result.tokens_per_second
     val = result.eval_loss_end
     return {
-        "saved": str(saved),
-        "steps": result.steps,
-        "seconds": round(result.seconds, 2),
-        "train_seconds": round(result.train_seconds, 2),
-        "tokens": result.tokens,
-        "tokens_per_second": round(result.tokens_per_second, 1),
+        **run_figures(result, saved),
         "val_loss": val,
         "val_perplexity": round(math.exp(min(val, 50.0)), 3) if val is not None else None,
         "val_loss_start": result.eval_loss_start,
@@ -39,8 +35,6 @@ def run_summary(
         "achieved_flops": round(achieved),
         "peak_flops_measured": round(peak),
         "mfu": round(achieved / peak, 4) if peak else None,
-        "peak_rss_mb": round(result.peak_rss_mb, 1),
-        "peak_gpu_mb": result.peak_gpu_mb,
         "shape": shape.as_dict(vocab),
         "train_tokens": meta.train_tokens,
         "val_tokens": meta.val_tokens,
