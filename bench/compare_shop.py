@@ -23,20 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ragtune.ingest import IngestSettings, ingest
-from ragtune.shop_server import serve_shop
-
-
-def build_index(index_dir: Path) -> int:
-    with serve_shop() as base:
-        result = ingest(
-            [f"{base}/products"],
-            index_dir,
-            IngestSettings(
-                crawl=True, max_pages=500, max_depth=4, render="never", skip_failures=True
-            ),
-        )
-    return int(result.stats["chunks"])
+from ragtune.shop_server import crawl_shop
 
 
 def checks(results: dict[str, Any], budget_s: float) -> list[tuple[str, bool]]:
@@ -87,7 +74,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="ragtune-compare-") as scratch:
         index_dir = Path(scratch) / "index"
-        chunks = build_index(index_dir)
+        chunks = crawl_shop(index_dir)
         output = args.output or Path(scratch) / "report"
         print(f"indexed the shop: {chunks} chunks; report in {output}", flush=True)
         env = {**os.environ, "RAGTUNE_TORCH_THREADS": "1", "OMP_NUM_THREADS": "1"}

@@ -35,9 +35,8 @@ from pathlib import Path
 from typing import Any
 
 from ragtune import VectorStoreIndex
-from ragtune.ingest import IngestSettings, ingest
 from ragtune.llm.transformers_backend import TransformersLLM
-from ragtune.shop_server import serve_shop
+from ragtune.shop_server import crawl_shop
 from ragtune.train.models.base_model import resolve_base_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -80,18 +79,6 @@ def answered(answer: str, golds: list[str]) -> bool:
         if any(said[i : i + len(wanted)] == wanted for i in range(len(said) - len(wanted) + 1)):
             return True
     return False
-
-
-def build_index(index_dir: Path) -> int:
-    with serve_shop() as base:
-        result = ingest(
-            [f"{base}/products"],
-            index_dir,
-            IngestSettings(
-                crawl=True, max_pages=500, max_depth=4, render="never", skip_failures=True
-            ),
-        )
-    return result.stats["chunks"]
 
 
 def finetune(index_dir: Path, output: Path, args: argparse.Namespace) -> dict[str, Any]:
@@ -155,7 +142,7 @@ def main() -> None:
         scratch = Path(tmp)
         index_dir = scratch / "index"
         started = time.perf_counter()
-        chunks = build_index(index_dir)
+        chunks = crawl_shop(index_dir)
         seconds["ingest"] = time.perf_counter() - started
         print(f"demo shop indexed: {chunks} chunks in {seconds['ingest']:.1f} s", flush=True)
 

@@ -8,8 +8,12 @@ from contextlib import contextmanager
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ragtune.assets import demo_shop_dir
+
+if TYPE_CHECKING:  # ingest loads only when the shop is crawled
+    from ragtune.ingest import IngestSettings
 
 
 class _CleanURLHandler(SimpleHTTPRequestHandler):
@@ -40,3 +44,26 @@ def serve_shop(directory: Path | None = None, port: int = 0) -> Iterator[str]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+# Where `ragtune demo` starts its crawl of the shop, and how it crawls: the product
+# listing links to every page; nothing needs a browser.
+SHOP_START = "/products"
+
+
+def shop_crawl_settings() -> IngestSettings:
+    from ragtune.ingest import IngestSettings
+
+    return IngestSettings(
+        crawl=True, max_pages=500, max_depth=4, render="never", skip_failures=True
+    )
+
+
+def crawl_shop(index_dir: Path) -> int:
+    """Serve the shop and ingest it into ``index_dir`` as ``ragtune demo`` does; the
+    number of chunks written (benchmarks build their index this way)."""
+    from ragtune.ingest import ingest
+
+    with serve_shop() as base:
+        result = ingest([f"{base}{SHOP_START}"], index_dir, shop_crawl_settings())
+    return int(result.stats["chunks"])

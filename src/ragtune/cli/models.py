@@ -84,20 +84,13 @@ def demo_command(
     import time
 
     from ragtune import VectorStoreIndex  # with the query engine registered
-    from ragtune.ingest import IngestSettings
-    from ragtune.shop_server import serve_shop
+    from ragtune.shop_server import SHOP_START, serve_shop, shop_crawl_settings
 
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="ragtune-demo-") as scratch, serve_shop() as base:
         index_dir = index or Path(scratch) / "index"
         err.print(f"Serving the demo shop at {base}")
-        ingest_and_report(
-            [f"{base}/products"],
-            index_dir,
-            IngestSettings(
-                crawl=True, max_pages=500, max_depth=4, render="never", skip_failures=True
-            ),
-        )
+        ingest_and_report([f"{base}{SHOP_START}"], index_dir, shop_crawl_settings())
         engine = VectorStoreIndex.load(index_dir).as_query_engine()
         q, a = styled("Q:", "bold"), styled("A:", "bold")
         out.print(Text.assemble("\n", q, plain(f" {question}\n"), a, " "), end="")
