@@ -147,7 +147,7 @@ def _pretrain(
         config.seed,
     )
     objective = PretrainObjective(tokens.tokens, shape.context)
-    hf_tokenizer = _hf_tokenizer(tokenizer_dir)
+    hf_tokenizer = _hf_tokenizer(tokenizer_dir) if config.sample_every else None
     sampled: dict[str, str] = {}
 
     def after_step(record: dict[str, Any]) -> None:
@@ -362,8 +362,11 @@ def _token_data(
     from ragtune.train.pretrain.tokens import reusable, tokenize_corpus
 
     directory = output / DATA
-    if not reusable(directory, corpus.fingerprint(), digest):
-        tokenize_corpus(corpus, fast, digest, directory, config.val_fraction, context + 1)
+    fingerprint = corpus.fingerprint()
+    if not reusable(directory, fingerprint, digest):
+        tokenize_corpus(
+            corpus, fast, digest, directory, config.val_fraction, context + 1, fingerprint
+        )
 
 
 def _check_memory(

@@ -93,18 +93,20 @@ def tokenize_corpus(
     directory: Path,
     val_fraction: float,
     min_tokens: int,
+    fingerprint: str,
     progress: Callable[[int], None] | None = None,
 ) -> TokenMeta:
     """Write ``directory`` whole (staged beside it, put in place at the end), or nothing.
 
     ``tokenizer`` is a ``tokenizers.Tokenizer``; ``min_tokens`` is what each of train and
     val needs at least (one window: context + 1), checked before anything is kept.
+    ``fingerprint`` is the corpus' (``Corpus.fingerprint``), taken before reading: a file
+    changed while it is read then makes the next run tokenize again.
     ``progress`` gets the number of characters done after each batch.
     """
     vocab = tokenizer.get_vocab_size(with_added_tokens=True)
     dtype = np.dtype(token_dtype(vocab)).newbyteorder("<")
     eot = eot_id(tokenizer)
-    fingerprint = corpus.fingerprint()
     try:
         with StagedDirectory(directory) as staging:
             count, documents, characters = 0, 0, 0
