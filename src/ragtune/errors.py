@@ -24,6 +24,7 @@ FetchErrorKind = Literal[
     "unsupported_content",  # a content type ragtune does not read
     "undecodable",  # the body's content encoding is broken
     "robots",  # robots.txt keeps the crawl away: disallowed, or the host too slow
+    "address_refused",  # the host is (or resolves to) an address the fetch may not reach
 ]
 
 
@@ -65,6 +66,14 @@ class RedirectRefused(FetchError):
 
     def __init__(self, url: str, reason: str) -> None:
         super().__init__(url, reason, kind="redirect_refused")
+
+
+class AddressRefused(FetchError):
+    """The URL's host is, or resolves to, an address the fetch may not connect to
+    (loopback, private, link-local, ...; see ``ragtune.net.address_guard``)."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        super().__init__(url, reason, kind="address_refused")
 
 
 class ExtractionError(RagtuneError):

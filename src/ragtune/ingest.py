@@ -45,6 +45,7 @@ from ragtune.index.vector_index import (
     VectorStoreIndex,
     check_index_target,
 )
+from ragtune.net.address_guard import AddressPolicy
 from ragtune.web.crawl import CrawlEvent, CrawlReport
 from ragtune.web.fetch import Validators
 from ragtune.web.reader import RenderMode, WebReader
@@ -89,6 +90,13 @@ class IngestSettings:
     # (default: the bundled MiniLM), and its backend (torch, onnx, onnx-int8).
     embed_model: str | None = None
     embed_backend: str | None = None
+    # Whether URLs may lead to loopback, private, link-local (cloud metadata) and other
+    # non-public addresses. True is the command line's behaviour; `ragtune serve`
+    # sets False unless its operator passes --allow-private-urls. Not recorded for
+    # sync: it belongs to whoever runs the ingest, not to the sources.
+    allow_private_urls: bool = True
+    # Networks (CIDR blocks, no ports) let through even when private URLs are refused.
+    url_allow_networks: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -223,6 +231,7 @@ def read_urls(
         timeout=settings.timeout,
         scope=settings.scope,
         indexed=indexed,
+        address_policy=AddressPolicy.from_settings(settings),
     )
     return reader.load_data(urls, on_event=record, known=known)
 

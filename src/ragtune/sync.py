@@ -30,6 +30,7 @@ are kept and reported as skipped.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -152,6 +153,8 @@ def sync(
     timeout: float | None = None,
     dry_run: bool = False,
     store: str | None = None,
+    allow_private_urls: bool = True,
+    url_allow_networks: Sequence[str] = (),
     on_event: EventHook | None = None,
     on_embed: EmbedHook | None = None,
     on_plan: PlanHook | None = None,
@@ -159,10 +162,13 @@ def sync(
     """Revisit the sources of the index at ``index_dir``; see the module docstring.
 
     ``concurrency`` and ``timeout`` override the recorded settings; ``store``
-    repeats the index's PostgreSQL URL where it needs a password. Raises
+    repeats the index's PostgreSQL URL where it needs a password.
+    ``allow_private_urls`` and ``url_allow_networks`` are IngestSettings' (they are
+    never recorded: ``ragtune serve`` refuses private addresses to every sync). Raises
     RagtuneError when nothing could be checked at all (every URL failed).
     """
     directory = Path(index_dir)
+    overrides = _Overrides(concurrency, timeout, allow_private_urls, tuple(url_allow_networks))
     index = VectorStoreIndex.load(directory, store=store)
     recorded = recorded_sources(directory)
     indexed = indexed_sources(index)
@@ -176,14 +182,12 @@ def sync(
         reading.record(CrawlEvent(url, "skipped", "its document ids are not derived from it"))
         del indexed[url]
     claimed: set[str] = set()  # indexed pages that a crawl below starts from
-    for settings, sources in _grouped(recorded, concurrency, timeout):
+    for settings, sources in _grouped(recorded, overrides):
         pages: list[str] = []
         if settings.crawl:
             pages = _indexed_pages(sources, settings, indexed, claimed)
         reading.read(sources, settings, pages)
-    reading.revisit(
-        [url for url in indexed if url not in reading.events], recorded, concurrency, timeout
-    )
+    reading.revisit([url for url in indexed if url not in reading.events], recorded, overrides)
     result = SyncResult(
         directory,
         [reading.outcome(url) for url in sorted(reading.events)],
@@ -282,8 +286,7 @@ class _Reading:
         self,
         urls: list[str],
         recorded: list[RecordedSource],
-        concurrency: int | None,
-        timeout: float | None,
+        overrides: _Overrides,
     ) -> None:
         """Check each of ``urls`` (indexed, not reached by the recorded sources) on its own."""
         web: dict[tuple[Any, ...], tuple[IngestSettings, list[str]]] = {}
@@ -298,7 +301,7 @@ class _Reading:
                 else:
                     self.record(CrawlEvent(url, "failed", "no such file"))
             elif urlsplit(url).scheme in ("http", "https"):
-                settings = _revisit_settings(url, recorded, concurrency, timeout)
+                settings = _revisit_settings(url, recorded, overrides)
                 web.setdefault(_key(settings), (settings, []))[1].append(url)
             else:
                 self.record(CrawlEvent(url, "skipped", "not an http(s) URL or a file; kept"))
@@ -350,12 +353,12 @@ def _file_path(url: str) -> Path | None:
 
 
 def _grouped(
-    recorded: list[RecordedSource], concurrency: int | None, timeout: float | None
+    recorded: list[RecordedSource], overrides: _Overrides
 ) -> list[tuple[IngestSettings, list[str]]]:
     """Recorded sources grouped by settings, so sources ingested together are read together."""
     groups: dict[tuple[Any, ...], tuple[IngestSettings, list[str]]] = {}
     for entry in recorded:
-        settings = _overridden(entry.settings, concurrency, timeout)
+        settings = overrides.applied(entry.settings)
         groups.setdefault(_key(settings), (settings, []))[1].append(entry.source)
     return list(groups.values())
 
@@ -380,7 +383,7 @@ def _indexed_pages(
 
 
 def _revisit_settings(
-    url: str, recorded: list[RecordedSource], concurrency: int | None, timeout: float | None
+    url: str, recorded: list[RecordedSource], overrides: _Overrides
 ) -> IngestSettings:
     """Settings to fetch one indexed page with: those of a recorded source on its host
     (rendering, robots, politeness), without crawling or URL filters."""
@@ -390,17 +393,29 @@ def _revisit_settings(
         IngestSettings(),
     )
     settings = replace(base, crawl=False, include=[], exclude=[])
-    return _overridden(settings, concurrency, timeout)
+    return overrides.applied(settings)
 
 
-def _overridden(
-    settings: IngestSettings, concurrency: int | None, timeout: float | None
-) -> IngestSettings:
-    if concurrency is not None:
-        settings = replace(settings, concurrency=concurrency)
-    if timeout is not None:
-        settings = replace(settings, timeout=timeout)
-    return settings
+@dataclass(frozen=True)
+class _Overrides:
+    """What this sync's caller says over the recorded settings."""
+
+    concurrency: int | None
+    timeout: float | None
+    allow_private_urls: bool
+    url_allow_networks: tuple[str, ...]
+
+    def applied(self, settings: IngestSettings) -> IngestSettings:
+        settings = replace(
+            settings,
+            allow_private_urls=self.allow_private_urls,
+            url_allow_networks=list(self.url_allow_networks),
+        )
+        if self.concurrency is not None:
+            settings = replace(settings, concurrency=self.concurrency)
+        if self.timeout is not None:
+            settings = replace(settings, timeout=self.timeout)
+        return settings
 
 
 def _key(settings: IngestSettings) -> tuple[Any, ...]:

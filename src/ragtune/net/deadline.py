@@ -13,7 +13,10 @@ thread, because the crawler's workers share one client and its connection pool::
 
 Proxies from the environment (``HTTP_PROXY``, ``HTTPS_PROXY``, ``ALL_PROXY``,
 ``NO_PROXY``) are honoured as httpx honours them: a client given a transport
-of its own would otherwise ignore them.
+of its own would otherwise ignore them. A client given a guarding
+:class:`~ragtune.net.address_guard.AddressPolicy` connects directly and ignores
+them: through a proxy the address finally connected to is the proxy's choice,
+which no check here could see.
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ from typing import Any
 
 import httpcore
 import httpx
+
+from ragtune.net.address_guard import AddressPolicy, guarded_backend
 
 # Socket timeouts are rounded to the poll clock: one firing this close to the
 # deadline fired because of it.
@@ -64,24 +69,31 @@ class Deadline(threading.local):
         return left if timeout is None else min(timeout, left)
 
 
-def deadline_client(deadline: Deadline, **options: Any) -> httpx.Client:
-    """An ``httpx.Client(**options)`` whose requests obey ``deadline``."""
+def deadline_client(
+    deadline: Deadline, address_policy: AddressPolicy | None = None, **options: Any
+) -> httpx.Client:
+    """An ``httpx.Client(**options)`` whose requests obey ``deadline`` and connect only
+    to addresses ``address_policy`` allows (an AddressRefused names the host when
+    not; a guarding policy also means no proxy)."""
     limits = options.pop("limits", httpx.Limits())
-    return httpx.Client(transport=_DeadlineTransport(deadline, limits), **options)
+    policy = address_policy or AddressPolicy()
+    return httpx.Client(transport=_DeadlineTransport(deadline, limits, policy), **options)
 
 
 class _DeadlineTransport(httpx.BaseTransport):
     """Routes each request directly or through the environment's proxy for it, over
     httpx transports whose every socket operation is bounded by the deadline."""
 
-    def __init__(self, deadline: Deadline, limits: httpx.Limits) -> None:
+    def __init__(self, deadline: Deadline, limits: httpx.Limits, policy: AddressPolicy) -> None:
         self._deadline = deadline
         self._limits = limits
+        self._policy = policy
         self._transports: dict[str | None, httpx.HTTPTransport] = {}
         self._lock = threading.Lock()
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
-        return self._transport(_proxy_for(request.url)).handle_request(request)
+        proxy = None if self._policy.guards else _proxy_for(request.url)
+        return self._transport(proxy).handle_request(request)
 
     def close(self) -> None:
         with self._lock:
@@ -97,7 +109,9 @@ class _DeadlineTransport(httpx.BaseTransport):
                 # httpx passes no network backend to its connection pool; the pool
                 # reads this attribute whenever it opens a connection.
                 pool = transport._pool
-                pool._network_backend = _Backend(pool._network_backend, self._deadline)
+                # The guard is innermost: the address it approves is the one connected to.
+                backend = guarded_backend(pool._network_backend, self._policy)
+                pool._network_backend = _Backend(backend, self._deadline)
                 self._transports[proxy] = transport
             return transport
 

@@ -8,6 +8,9 @@ drips bytes cannot hold a worker; redirects followed one hop at a time, only to
 http(s) URLs and without credentials, each hop throttled as a request to its own
 host and put to the caller's ``check_redirect`` (the crawler keeps hops in its
 scope and under robots.txt); conditional requests with ETag / Last-Modified.
+Given a guarding ``address_policy`` (``ragtune serve``), every connection, each
+redirect hop's included, is made only to an address the policy allows
+(``net/address_guard.py``); a refused one fails the fetch with AddressRefused.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from urllib.parse import urljoin
 import httpx
 
 from ragtune.errors import (
+    AddressRefused,
     FetchError,
     FetchErrorKind,
     RedirectRefused,
@@ -28,6 +32,7 @@ from ragtune.errors import (
     UnsupportedContentError,
 )
 from ragtune.extract.media_types import HTML_TYPES, READABLE_TYPES
+from ragtune.net.address_guard import AddressPolicy
 from ragtune.net.causes import refused_or_reset, root_message
 from ragtune.net.deadline import Deadline, deadline_client
 from ragtune.net.retry import RETRY_STATUSES, backoff_seconds, retry_after_seconds
@@ -143,6 +148,7 @@ class Fetcher:
         throttle: HostThrottle | None = None,
         total_timeout: float | None = None,
         accept: frozenset[str] = READABLE_TYPES,
+        address_policy: AddressPolicy | None = None,
     ) -> None:
         self.max_bytes = max_bytes
         self.max_redirects = max_redirects
@@ -151,9 +157,11 @@ class Fetcher:
         self.total_timeout = total_timeout or timeout * 3
         self.user_agent = user_agent
         self.accept = accept
+        self.address_policy = address_policy or AddressPolicy()
         self._deadline = Deadline()
         self._client = deadline_client(
             self._deadline,
+            self.address_policy,
             timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
             follow_redirects=False,  # fetch() follows them, checking each hop
             headers={"User-Agent": user_agent},
@@ -256,6 +264,9 @@ class Fetcher:
         with self._deadline.within(self.total_timeout):
             try:
                 return self._exchange(request, hop)
+            except AddressRefused as error:  # raised at connect time, naming only the host
+                where = "" if hop == url else f"redirect to {hop}: "
+                raise AddressRefused(url, where + error.reason) from None
             except httpx.TimeoutException:
                 if self._deadline.passed():
                     # A server this slow will be as slow again: no retry.

@@ -21,6 +21,7 @@ from ragtune.extract.documents import (
 )
 from ragtune.extract.files import file_main_content
 from ragtune.extract.html import ExtractedPage
+from ragtune.net.address_guard import AddressPolicy
 from ragtune.web.fetch import FetchedPage, Fetcher
 
 
@@ -30,11 +31,14 @@ def page_to_documents(page: FetchedPage) -> list[Document]:
     return named(page.url, lambda: _page_documents(page))
 
 
-def extract_source(source: str, extractor: HtmlExtractor = "default") -> ExtractedPage:
-    """The main content of one file or http(s) URL; ``extractor`` as ``main_content``."""
+def extract_source(
+    source: str, extractor: HtmlExtractor = "default", address_policy: AddressPolicy | None = None
+) -> ExtractedPage:
+    """The main content of one file or http(s) URL; ``extractor`` as ``main_content``;
+    a URL is fetched from the addresses ``address_policy`` allows (by default, any)."""
     if not source.startswith(("http://", "https://")):
         return file_main_content(Path(source), extractor)
-    with Fetcher() as fetcher:
+    with Fetcher(address_policy=address_policy) as fetcher:
         page = fetcher.fetch(source)
     return named(
         source,

@@ -8,6 +8,7 @@ from typing import Literal
 
 from ragtune.documents import OUTLINKS, Document
 from ragtune.errors import FetchError, RagtuneError
+from ragtune.net.address_guard import AddressPolicy
 from ragtune.web.crawl import Crawler, CrawlEvent, CrawlOptions, CrawlReport
 from ragtune.web.extraction_pool import extract_pages
 from ragtune.web.fetch import (
@@ -39,6 +40,8 @@ class WebReader:
     ``render="auto"`` runs JavaScript (Playwright and the system's Chromium) only
     for app-shell pages; a rendered page reaches its own origin and those in
     ``render_allow`` (its CDN, its API) only.
+    ``address_policy`` (``ragtune serve``) says which network addresses may be
+    connected to, by the fetches and by rendered pages; by default, any.
     ``reader.report`` says what happened to every URL.
     """
 
@@ -63,6 +66,7 @@ class WebReader:
         retries: int = 3,
         scope: CrawlScope = "path",
         indexed: Iterable[str] = (),
+        address_policy: AddressPolicy | None = None,
     ) -> None:
         if render not in ("never", "auto", "always"):
             raise RagtuneError(f"unknown render mode {render!r}; use never, auto or always")
@@ -91,6 +95,7 @@ class WebReader:
         self.timeout = timeout
         self.max_bytes = max_bytes
         self.retry = RetryPolicy(retries=retries)
+        self.address_policy = address_policy or AddressPolicy()
         self.report = CrawlReport()
         self.failures: list[RagtuneError] = []
 
@@ -120,6 +125,7 @@ class WebReader:
             max_bytes=self.max_bytes,
             retry=self.retry,
             throttle=self.throttle,
+            address_policy=self.address_policy,
         ) as fetcher:
             renderer = self._renderer()
             crawler = Crawler(fetcher, self.options, known, on_fetched=renderer)
@@ -148,7 +154,7 @@ class WebReader:
         return result if isinstance(result, list) else []
 
     def _renderer(self) -> PageRenderer:
-        return PageRenderer(self.render, self.max_bytes, self.render_allow)
+        return PageRenderer(self.render, self.max_bytes, self.render_allow, self.address_policy)
 
     def _record_failure(self, error: RagtuneError) -> None:
         if not self.ignore_scrape_failures:

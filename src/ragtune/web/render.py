@@ -10,6 +10,13 @@ A rendered page reaches its own origin only: what its scripts, images and
 frames ask of any other origin (another site, or a service on the crawling
 machine's network) is refused, and so is any redirect there. Origins the user
 names (``--render-allow``, for an app's CDN or API) may be reached too.
+
+Under a guarding address policy (``ragtune serve``) Chromium's own network stack
+is not trusted to keep to it: every request the page makes is fetched by a
+guarded httpx client instead (the parser and the address check that every other
+fetch uses) and the answer handed to Chromium; WebSockets are refused, and
+anything Chromium might still send past the route (a preconnect, WebRTC) goes
+to a proxy address nothing listens on.
 """
 
 from __future__ import annotations
@@ -22,10 +29,13 @@ from contextlib import suppress
 from typing import Any
 from urllib.parse import SplitResult, urljoin, urlsplit
 
+import httpx
 import lxml.etree
 import lxml.html
 
-from ragtune.errors import ExtractionError, FetchError, RagtuneError
+from ragtune.errors import AddressRefused, ExtractionError, FetchError, RagtuneError
+from ragtune.net.address_guard import AddressPolicy
+from ragtune.net.deadline import Deadline, deadline_client
 from ragtune.web.crawl import CrawlEvent
 from ragtune.web.fetch import DEFAULT_MAX_BYTES
 from ragtune.web.urls import DEFAULT_PORTS, check_url, normalise
@@ -42,6 +52,34 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
+# Under the address guard every request is fulfilled from the route; whatever
+# Chromium would still send on its own goes to a proxy nothing listens on (the
+# discard port), loopback included, and WebRTC keeps to the proxy too.
+GUARDED_CHROMIUM_ARGS = [
+    "--proxy-server=http://127.0.0.1:9",
+    "--proxy-bypass-list=<-loopback>",
+    "--force-webrtc-ip-handling-policy=disable_non_proxied_udp",
+    "--dns-prefetch-disable",
+]
+# Hop-by-hop headers, and those httpx sets itself, are not passed on either way.
+_REQUEST_HEADERS_DROPPED = frozenset(
+    {
+        "host",
+        "connection",
+        "content-length",
+        "transfer-encoding",
+        "keep-alive",
+        "upgrade",
+        "accept-encoding",
+        "proxy-authorization",
+        "proxy-connection",
+        "te",
+        "trailer",
+    }
+)
+_RESPONSE_HEADERS_DROPPED = frozenset(
+    {"connection", "content-length", "transfer-encoding", "keep-alive", "content-encoding"}
+)
 
 
 def needs_rendering(html: bytes) -> bool:
@@ -118,11 +156,19 @@ class PageRenderer:
     may reach its own origin and ``allowed_origins``."""
 
     def __init__(
-        self, mode: str, max_bytes: int = DEFAULT_MAX_BYTES, allowed_origins: Iterable[str] = ()
+        self,
+        mode: str,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        allowed_origins: Iterable[str] = (),
+        address_policy: AddressPolicy | None = None,
     ) -> None:
         self.mode = mode
         self.max_bytes = max_bytes  # the fetch's byte cap holds for the DOM scripts build too
         self.allowed_origins = frozenset(allowed_origin(origin) for origin in allowed_origins)
+        self.address_policy = address_policy or AddressPolicy()
+        # The guarded client that fetches a rendered page's requests (render thread only).
+        self._client: httpx.Client | None = None
+        self._deadline = Deadline()
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ragtune-render")
         self._playwright: Any = None
         self._browser: Any = None
@@ -149,9 +195,18 @@ class PageRenderer:
         if self._browser is None:
             from playwright.sync_api import sync_playwright
 
+            args = chromium_args()
+            if self.address_policy.guards:
+                args += GUARDED_CHROMIUM_ARGS
+                self._client = deadline_client(
+                    self._deadline,
+                    self.address_policy,
+                    timeout=httpx.Timeout(RENDER_TIMEOUT_MS / 1000),
+                    follow_redirects=False,  # each hop is checked against the origins
+                )
             self._playwright = sync_playwright().start()
             self._browser = self._playwright.chromium.launch(
-                executable_path=chromium_path(), args=chromium_args()
+                executable_path=chromium_path(), args=args
             )
         from playwright.sync_api import Error as PlaywrightError
 
@@ -162,8 +217,13 @@ class PageRenderer:
         try:
             origins = self.allowed_origins | {_origin(url)}
             blocked: set[str] = set()
-            context.route("**/*", lambda route: _allowed_origins_only(route, origins, blocked))
-            context.route_web_socket("**/*", lambda socket: _allowed_socket(socket, origins))
+            if self._client is not None:
+                guarded = _GuardedRoutes(self._client, self._deadline, origins, self.max_bytes)
+                context.route("**/*", lambda route: guarded.serve(route, blocked))
+                context.route_web_socket("**/*", lambda socket: socket.close())
+            else:
+                context.route("**/*", lambda route: _allowed_origins_only(route, origins, blocked))
+                context.route_web_socket("**/*", lambda socket: _allowed_socket(socket, origins))
             tab = context.new_page()
             tab.goto(url, wait_until="networkidle", timeout=RENDER_TIMEOUT_MS)
             html = str(tab.content()).encode("utf-8")
@@ -185,6 +245,8 @@ class PageRenderer:
             if self._browser is not None:
                 self._browser.close()
                 self._playwright.stop()
+            if self._client is not None:
+                self._client.close()
 
         self._thread.submit(shutdown).result()
         self._thread.shutdown()
@@ -240,6 +302,82 @@ def _fetch_within(route: Any, origins: frozenset[str], blocked: set[str]) -> Any
             return response
         url = urljoin(url, location)
     return None
+
+
+class _GuardedRoutes:
+    """A rendered page's requests fetched by the guarded client, not by Chromium:
+    only from ``origins``, each redirect hop checked, each connection put to the
+    client's address policy; a refused or failed request is aborted."""
+
+    def __init__(
+        self, client: httpx.Client, deadline: Deadline, origins: frozenset[str], max_bytes: int
+    ) -> None:
+        self._client = client
+        self._deadline = deadline
+        self._origins = origins
+        self._max_bytes = max_bytes
+
+    def serve(self, route: Any, blocked: set[str]) -> None:
+        from playwright.sync_api import Error as PlaywrightError
+
+        try:
+            answer = self._fetch(route.request, blocked)
+        except (AddressRefused, httpx.HTTPError, httpx.InvalidURL, _TooLarge):
+            answer = None
+        with suppress(PlaywrightError):  # the page may be gone
+            if answer is None:
+                route.abort("blockedbyclient")
+            else:
+                status, headers, body = answer
+                route.fulfill(status=status, headers=headers, body=body)
+
+    def _fetch(self, request: Any, blocked: set[str]) -> tuple[int, dict[str, str], bytes] | None:
+        url, method = request.url, request.method
+        body: bytes | None = request.post_data_buffer
+        headers = {
+            name: value
+            for name, value in request.headers.items()
+            if name.lower() not in _REQUEST_HEADERS_DROPPED
+        }
+        for _ in range(MAX_RENDER_REDIRECTS + 1):
+            if _origin(url) not in self._origins:
+                if url.startswith(("http://", "https://")):
+                    blocked.add(_origin(url))
+                return None
+            with self._deadline.within(RENDER_TIMEOUT_MS / 1000):
+                answer = self._exchange(method, url, headers, body)
+            if isinstance(answer, tuple):
+                return answer
+            if method != "HEAD":  # a redirect is followed with a GET, as browsers mostly do
+                method, body = "GET", None
+            url = urljoin(url, answer)
+        return None
+
+    def _exchange(
+        self, method: str, url: str, headers: dict[str, str], body: bytes | None
+    ) -> tuple[int, dict[str, str], bytes] | str:
+        """One request: the response to hand Chromium, or where it redirects."""
+        with self._client.stream(method, url, headers=headers, content=body) as response:
+            location = response.headers.get("location")
+            if 300 <= response.status_code < 400 and location:
+                return location
+            chunks: list[bytes] = []
+            size = 0
+            for chunk in response.iter_bytes():  # decoded, hence no Content-Encoding below
+                size += len(chunk)
+                if size > self._max_bytes:
+                    raise _TooLarge
+                chunks.append(chunk)
+            kept = {
+                name: value
+                for name, value in response.headers.items()
+                if name.lower() not in _RESPONSE_HEADERS_DROPPED
+            }
+            return response.status_code, kept, b"".join(chunks)
+
+
+class _TooLarge(Exception):
+    """A response to a rendered page over the byte cap."""
 
 
 def _allowed_socket(socket: Any, origins: frozenset[str]) -> None:
