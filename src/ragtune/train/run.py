@@ -177,10 +177,12 @@ def make_accelerator(dtype: Any) -> Any:
     from accelerate import Accelerator
 
     from ragtune.runtime import training_threads
+    from ragtune.train.loop.sharding import check_accelerator
 
     on_gpu = torch.cuda.is_available()
     precision = {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(dtype, "no")
     accelerator = Accelerator(cpu=not on_gpu, mixed_precision=precision if on_gpu else "no")
+    check_accelerator(accelerator)
     if not on_gpu:
         torch.set_num_threads(training_threads(accelerator.num_processes))
     return accelerator
@@ -211,6 +213,8 @@ def train(
     from transformers.utils import logging as transformers_logging
 
     from ragtune.train.data.encode import prepare_tokenizer
+    from ragtune.train.loop.sharding import REPLICATED, configure_deepspeed, final_weights
+    from ragtune.train.loop.sharding import strategy as sharding_strategy
     from ragtune.train.loop.trainer import Trainer, check_resumable, write_metrics
     from ragtune.train.models.base_model import resolve_base_model
     from ragtune.train.models.trainable import SelectiveLoss, load_model, pick_dtype
@@ -225,12 +229,20 @@ def train(
 
     dtype = pick_dtype(config)
     accelerator = make_accelerator(dtype)
+    if config.qlora and sharding_strategy(accelerator) != REPLICATED:
+        # bitsandbytes' packed 4-bit weights are not shards FSDP or ZeRO-3 can split as set
+        # up here (it needs a quant storage dtype ragtune does not choose): one base a GPU.
+        raise TrainingError(
+            "--qlora runs data parallel only (examples/accelerate/ddp-1node-Ngpu.yaml): "
+            "a 4-bit base fits one GPU; shard with --method lora or full instead"
+        )
     set_seed(config.seed)
     model = load_model(base, config, dtype)
     network = SelectiveLoss(model)
     objective = _objective(objective_name, config, model, network, base, dtype)
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=config.weight_decay)
+    configure_deepspeed(accelerator, config.batch_size, config.max_grad_norm)
     network, optimizer = accelerator.prepare(network, optimizer)
 
     output = Path(config.output)
@@ -258,8 +270,10 @@ def train(
         last = result.history[-1]
         result.extra = {key: last[key] for key in ("margin", "accuracy") if key in last}
     saved = final_dir(config)
+    # Every process: a sharded model's weights are gathered whole into the main process.
+    whole = final_weights(accelerator, network, model, trainable_only=config.method == "lora")
     if accelerator.is_main_process:
-        save_final(model, tokenizer, base, saved)
+        save_final(model, tokenizer, base, saved, whole)
         write_metrics(output, result.history)
         _write_summary(output, result, saved, report, len(train_items), len(eval_items))
     accelerator.wait_for_everyone()
@@ -297,11 +311,14 @@ def _objective(
     return PreferenceObjective(SelectiveLoss(reference), config.dpo_beta)
 
 
-def save_final(model: Any, tokenizer: Any, base: Path, target: Path) -> None:
-    """The adapter (LoRA) or whole model (full), written aside and put in place whole."""
+def save_final(
+    model: Any, tokenizer: Any, base: Path, target: Path, weights: dict[str, Any] | None = None
+) -> None:
+    """The adapter (LoRA) or whole model (full), written aside and put in place whole.
+    ``weights`` are the model's, gathered whole, where the model itself holds a shard."""
     try:
         with StagedDirectory(target) as staging:
-            model.save_pretrained(staging, safe_serialization=True)
+            model.save_pretrained(staging, safe_serialization=True, state_dict=weights)
             tokenizer.save_pretrained(staging)
             source = base / "ragtune_source.json"
             if source.exists():

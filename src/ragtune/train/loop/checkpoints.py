@@ -6,8 +6,13 @@ halfway leaves the previous checkpoint as the latest and removes its own debris.
 
     OUTPUT/checkpoints/step-00000100/trainable.safetensors   trainable weights only
                                     /optimizer.pt, scheduler.pt, rng.pt
+                                                             (optimizer state keyed by name)
                                     /state.json              step, loss history, config
     OUTPUT/checkpoints/latest                                "step-00000100"
+
+Weights and optimizer state are written whole, gathered from every process when the
+model is sharded (FSDP), so a checkpoint resumes whether the run is sharded or not (see
+``sharding``).
 
 A checkpoint is data, never code. The ``.pt`` files hold tensors and plain values only and
 are read with ``torch.load(weights_only=True)``, which refuses anything else (a pickle
@@ -55,20 +60,25 @@ def step_name(step: int) -> str:
     return f"step-{step:08d}"
 
 
-def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """The parameters being trained (LoRA's, or all of them), detached and contiguous."""
-    return {
-        name: param.detach().contiguous()
-        for name, param in model.named_parameters()
-        if param.requires_grad
-    }
+@dataclass
+class Snapshot:
+    """The trained state, whole: taken by every process (a collective when the model is
+    sharded), held by the main process alone, which writes it."""
+
+    weights: dict[str, torch.Tensor]  # the trainable parameters (LoRA's, or all of them)
+    optimizer: dict[str, Any]  # keyed by parameter name, not position
+
+
+def snapshot(model: torch.nn.Module, optimizer: Any) -> Snapshot:
+    from ragtune.train.loop.sharding import gather_optimizer, gather_weights
+
+    return Snapshot(gather_weights(model, trainable_only=True), gather_optimizer(model, optimizer))
 
 
 def save_checkpoint(
     output: Path,
     step: int,
-    model: torch.nn.Module,
-    optimizer: torch.optim.Optimizer,
+    taken: Snapshot,
     scheduler: Any,
     state: dict[str, Any],
     keep: int,
@@ -82,8 +92,8 @@ def save_checkpoint(
     try:
         # A rerun of the same step after a resume replaces that step's checkpoint whole.
         with StagedDirectory(final) as staging:
-            save_file(trainable_state(model), str(staging / "trainable.safetensors"))
-            torch.save(optimizer.state_dict(), staging / "optimizer.pt")
+            save_file(taken.weights, str(staging / "trainable.safetensors"))
+            torch.save(taken.optimizer, staging / "optimizer.pt")
             torch.save(scheduler.state_dict(), staging / "scheduler.pt")
             torch.save(torch.get_rng_state(), staging / "rng.pt")
             state_json = json.dumps({**state, "step": step})
@@ -153,16 +163,20 @@ def _state_problem(state: Any) -> str | None:
 def restore(
     checkpoint: Checkpoint,
     model: torch.nn.Module,
-    optimizer: torch.optim.Optimizer,
+    optimizer: Any,
     scheduler: Any,
 ) -> None:
+    """Every process restores the whole state and keeps its own share of it (its shard
+    under FSDP): the files must be readable by all of them (one shared run directory)."""
     import torch
     from safetensors.torch import load_file
+
+    from ragtune.train.loop.sharding import load_optimizer, load_weights, trainable_names
 
     _require_safe_torch_load(checkpoint.path)
     try:
         weights = load_file(str(checkpoint.path / "trainable.safetensors"))
-        expected = set(trainable_state(model))
+        expected = trainable_names(model)
         if set(weights) != expected:
             raise TrainingError(
                 f"checkpoint {checkpoint.path} was made for a different model or method"
@@ -176,8 +190,8 @@ def restore(
                 f"cannot resume from {checkpoint.path}: scheduler.pt holds keys no scheduler "
                 f"has ({', '.join(sorted(map(str, foreign)))})"
             )
-        model.load_state_dict(weights, strict=False)
-        optimizer.load_state_dict(optimizer_state)
+        load_weights(model, weights)
+        load_optimizer(model, optimizer, optimizer_state)
         scheduler.load_state_dict(scheduler_state)
         torch.set_rng_state(rng_state)
     except (OSError, RuntimeError, ValueError, TypeError, KeyError, AttributeError) as error:

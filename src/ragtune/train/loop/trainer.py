@@ -23,7 +23,7 @@ import torch
 from ragtune.atomic import write_failure
 from ragtune.errors import TrainingError
 from ragtune.train.config import TrainConfig, config_as_dict
-from ragtune.train.loop import checkpoints
+from ragtune.train.loop import checkpoints, sharding
 from ragtune.train.loop.progress import TrainingProgress
 from ragtune.train.loop.report import RunResult, plot_losses
 
@@ -169,6 +169,7 @@ class Trainer:
         self.total_steps = config.max_steps or max(
             1, math.ceil(config.epochs * self.steps_per_epoch)
         )
+        sharding.check_run(accelerator, self.total_steps, config.save_every, config.grad_accum)
 
     def run(
         self,
@@ -322,6 +323,7 @@ class Trainer:
         eval_start: float | None,
     ) -> None:
         self.accelerator.wait_for_everyone()
+        taken = checkpoints.snapshot(self.model, optimizer)  # every process: shards gathered
         if self.accelerator.is_main_process:
             state = {
                 "history": history,
@@ -332,8 +334,7 @@ class Trainer:
             checkpoints.save_checkpoint(
                 self.output,
                 step,
-                self.model,
-                optimizer,
+                taken,
                 scheduler,
                 state,
                 self.config.keep_checkpoints,

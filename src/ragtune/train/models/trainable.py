@@ -153,6 +153,9 @@ def _label_logprobs(head: nn.Module, hidden: torch.Tensor, targets: torch.Tensor
         isinstance(weight, torch.Tensor)
         and not weight.requires_grad
         and getattr(head, "bias", None) is None
+        # DeepSpeed ZeRO-3 gathers a weight only while its module's forward runs; read
+        # directly, it is an empty partition: such a head is called, not read.
+        and not hasattr(weight, "ds_id")
     )
     if frozen and hidden.requires_grad:
         return FrozenHeadLogprobs.apply(hidden, weight, targets)

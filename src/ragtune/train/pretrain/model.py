@@ -36,9 +36,11 @@ def new_model(shape: ModelShape, vocab: int, eot: int, dropout: float = 0.0) -> 
     return LlamaForCausalLM(settings)
 
 
-def use_compile(config: PretrainConfig, device: Any) -> bool:
+def use_compile(config: PretrainConfig, device: Any, sharded: bool = False) -> bool:
+    """auto: on CUDA, unless sharded (FSDP wraps the model's layers; compiling the
+    wrapper first is a combination ragtune has not run)."""
     if config.compile == "auto":
-        return bool(device.type == "cuda")
+        return bool(device.type == "cuda") and not sharded
     return config.compile == "on"
 
 

@@ -92,6 +92,14 @@ def _pretrain(
     from accelerate.utils import set_seed
     from transformers.utils import logging as transformers_logging
 
+    from ragtune.train.loop.sharding import (
+        DEEPSPEED,
+        REPLICATED,
+        configure_deepspeed,
+        final_weights,
+        gather_weights,
+        strategy,
+    )
     from ragtune.train.loop.trainer import Trainer, write_metrics
     from ragtune.train.models.trainable import pick_dtype
     from ragtune.train.pretrain.machine import available_memory_bytes, matmul_peak_flops
@@ -114,9 +122,18 @@ def _pretrain(
     transformers_logging.disable_progress_bar()  # ours is the one progress bar
     dtype = pick_dtype(config)  # type: ignore[arg-type]
     accelerator = make_accelerator(dtype)
+    sharded = strategy(accelerator) != REPLICATED
+    if strategy(accelerator) == DEEPSPEED and config.sample_every:
+        raise TrainingError(
+            "--sample-every needs the whole model in one process, which ragtune cannot "
+            "gather under DeepSpeed; leave it out and sample RUN/model after the run"
+        )
     tokenizer_dir = output / TOKENIZER
     if first:
-        _check_memory(shape, vocab, config.batch_size, accelerator.device, available_memory_bytes)
+        shards = accelerator.num_processes if sharded else 1
+        _check_memory(
+            shape, vocab, config.batch_size, accelerator.device, available_memory_bytes, shards
+        )
         _token_data(config, output, corpus, fast, digest, shape.context)
         named = _named_tokenizer(config)
         _save_tokenizer(fast, tokenizer_dir, digest, named, report, shape.context)
@@ -130,9 +147,10 @@ def _pretrain(
     set_seed(config.seed)
     model = new_model(shape, vocab, eot_id(fast), config.dropout)
     network: Any = NextTokenLoss(model)
-    if use_compile(config, accelerator.device):
+    if use_compile(config, accelerator.device, sharded):
         network = torch.compile(network)
     optimizer = make_optimizer(model, config)
+    configure_deepspeed(accelerator, config.batch_size, config.max_grad_norm)
     network, optimizer = accelerator.prepare(network, optimizer)
 
     micro_per_step = config.grad_accum * accelerator.num_processes
@@ -149,15 +167,29 @@ def _pretrain(
     objective = PretrainObjective(tokens.tokens, shape.context)
     hf_tokenizer = _hf_tokenizer(tokenizer_dir) if config.sample_every else None
     sampled: dict[str, str] = {}
+    samples_taken = [0]  # counted on every process: a sharded sample is a collective
+
+    def sample_now() -> str | None:
+        """A sample, or None on the processes that only helped gather a sharded model."""
+        if not sharded:
+            return _sample(model, hf_tokenizer, config)
+        whole = gather_weights(model, trainable_only=False)  # every process takes part
+        if not accelerator.is_main_process:
+            return None
+        copy = new_model(shape, vocab, eot_id(fast), config.dropout)
+        copy.load_state_dict(whole, strict=False)  # the tied head is the embeddings
+        return _sample(copy, hf_tokenizer, config)
 
     def after_step(record: dict[str, Any]) -> None:
         if "eval_loss" in record:
             record["val_perplexity"] = round(math.exp(min(record["eval_loss"], 50.0)), 3)
         if config.sample_every and record["step"] % config.sample_every == 0:
-            text = _sample(model, hf_tokenizer, config)
-            record["sample"] = sampled["last"] = text
-            if on_sample is not None and accelerator.is_main_process:
-                on_sample(record["step"], text)
+            samples_taken[0] += 1
+            text = sample_now()
+            if text is not None:
+                record["sample"] = sampled["last"] = text
+                if on_sample is not None and accelerator.is_main_process:
+                    on_sample(record["step"], text)
         if on_step is not None:
             on_step(record)
 
@@ -182,10 +214,15 @@ def _pretrain(
     result = trainer.run(optimizer, scheduler, checkpoint)
     saved = output / MODEL
     summary: dict[str, Any] = {}
+    # Every process: a sharded model's weights are gathered whole into the main process.
+    whole = final_weights(accelerator, network, model, trainable_only=False)
+    # No step was sampled: one sample of the end (all processes help when sharded).
+    if config.sample_every and not samples_taken[0] and (sharded or accelerator.is_main_process):
+        text = sample_now()
+        if text is not None:
+            sampled["last"] = text
     if accelerator.is_main_process:
-        if config.sample_every and "last" not in sampled:  # the last step was not sampled
-            sampled["last"] = _sample(model, hf_tokenizer, config)
-        _save_model(model, tokenizer_dir, saved)
+        _save_model(model, tokenizer_dir, saved, whole)
         write_metrics(output, result.history)
         summary = run_summary(config, shape, vocab, tokens.meta, result, saved, peak, sampled)
         summary["threads"] = torch.get_num_threads()
@@ -370,11 +407,17 @@ def _token_data(
 
 
 def _check_memory(
-    shape: ModelShape, vocab: int, batch_size: int, device: Any, available: Callable[[Any], int]
+    shape: ModelShape,
+    vocab: int,
+    batch_size: int,
+    device: Any,
+    available: Callable[[Any], int],
+    shards: int = 1,
 ) -> None:
+    """``shards``: processes the weights, gradients and optimizer state are split over."""
     from ragtune.train.pretrain.sizes import training_bytes
 
-    needed = training_bytes(shape, vocab, batch_size)
+    needed = training_bytes(shape, vocab, batch_size, shards=shards)
     free = available(device)
     if needed > free:
         raise TrainingError(
@@ -402,11 +445,14 @@ def _sample(model: Any, tokenizer: Any, config: PretrainConfig) -> str:
 # ----------------------------------------------------------------------------- outputs
 
 
-def _save_model(model: Any, tokenizer_dir: Path, target: Path) -> None:
-    """The model with its tokenizer, a Hugging Face directory: written aside, put in place."""
+def _save_model(
+    model: Any, tokenizer_dir: Path, target: Path, weights: dict[str, Any] | None = None
+) -> None:
+    """The model with its tokenizer, a Hugging Face directory: written aside, put in place.
+    ``weights`` are the model's, gathered whole, where the model itself holds a shard."""
     try:
         with StagedDirectory(target) as staging:
-            model.save_pretrained(staging, safe_serialization=True)
+            model.save_pretrained(staging, safe_serialization=True, state_dict=weights)
             # The tokenizer's own files, as trained or given: re-saving through transformers
             # 5 would name a tokenizer class that transformers 4 cannot load.
             for name in (*TOKENIZER_FILES, "ragtune_tokenizer.json"):

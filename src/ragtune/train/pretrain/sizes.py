@@ -110,9 +110,13 @@ def flops_per_token(shape: ModelShape, vocab: int) -> int:
     return 6 * non_embedding + 12 * shape.layers * shape.dim * shape.context
 
 
-def training_bytes(shape: ModelShape, vocab: int, batch_size: int, value_bytes: int = 4) -> int:
-    """Peak memory of one training step, estimated (see the module docstring)."""
-    states = 16 * parameters(shape, vocab)
+def training_bytes(
+    shape: ModelShape, vocab: int, batch_size: int, value_bytes: int = 4, shards: int = 1
+) -> int:
+    """Peak memory of one training step on one process, estimated (see the module
+    docstring); weights, gradients and optimizer state split over ``shards`` processes
+    (FSDP full shard, ZeRO-3), activations not."""
+    states = 16 * parameters(shape, vocab) // shards
     tokens = batch_size * shape.context
     per_layer = 18 * shape.dim + 2.5 * shape.ffn_dim + 2 * shape.heads * shape.context
     activations = tokens * shape.layers * per_layer * value_bytes
