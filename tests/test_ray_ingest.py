@@ -1,0 +1,436 @@
+"""Ingest on Ray (``--engine ray``): the same index as a local ingest, and the faults a
+cluster meets. The cluster is real: a head and two worker processes on this machine
+(``ray.cluster_utils.Cluster``), started once for the module (about 20-25 s here).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from importlib.util import find_spec
+from pathlib import Path
+from typing import Any, get_args
+
+import numpy as np
+import pytest
+from tests.helpers import assert_one_line_error, one_line_message, run_cli
+from tests.postgres_server import PG_BIN, missing_reason, start_postgres
+
+from ragtune.errors import RagtuneError, StoreConnectionError
+from ragtune.index.vector_index import VectorStoreIndex
+from ragtune.ingest import IngestSettings, ingest
+
+needs_ray = pytest.mark.skipif(
+    find_spec("ray") is None, reason="the ray extra is not installed: pip install 'ragtune[ray]'"
+)
+# The fault tests take 30-90 s each on a loaded 2-core machine.
+slow = pytest.mark.slow
+
+TOPICS = ["lighthouse", "glacier", "orchard", "foundry", "observatory", "harbour", "mill"]
+
+
+def write_corpus(folder: Path, documents: int, first: int = 0) -> Path:
+    """Markdown notes, some long enough for several chunks, all with distinct facts
+    (numbered from ``first``: two corpora with different numbers share no text)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for n in range(first, first + documents):
+        topic = TOPICS[n % len(TOPICS)]
+        sections = 1 + n % 4
+        body = "\n\n".join(
+            f"## Section {s} of the {topic} {n}\n\n"
+            + " ".join(
+                f"The {topic} number {n} keeps record {s}.{k}: it opened in {1800 + n + k} "
+                f"and holds {n * 7 + s * 3 + k} items of kind {k}."
+                for k in range(12)
+            )
+            for s in range(sections)
+        )
+        (folder / f"note-{n:04d}.md").write_text(f"# The {topic} {n}\n\n{body}\n")
+    return folder
+
+
+def index_contents(index_dir: Path) -> dict[str, tuple[str, str, np.ndarray]]:
+    """Every chunk of an index: id -> (document id, text, vector)."""
+    index = VectorStoreIndex.load(index_dir)
+    try:
+        store = index.store
+        probe = np.ones(index.manifest.dimensions, dtype=np.float32)
+        count = store.count()
+        hits = store.search_vector(probe / np.linalg.norm(probe), count) if count else []
+        rows = {hit.row["id"]: hit.row for hit in hits}
+        assert len(rows) == count, "a chunk id is in the index twice"
+        return {
+            chunk_id: (row["doc_id"], row["text"], np.asarray(row["vector"], dtype=np.float32))
+            for chunk_id, row in rows.items()
+        }
+    finally:
+        index.close()
+
+
+def assert_same_index(
+    expected: dict[str, tuple[str, str, np.ndarray]],
+    actual: dict[str, tuple[str, str, np.ndarray]],
+) -> None:
+    assert sorted(actual) == sorted(expected)
+    for chunk_id, (doc_id, text, vector) in expected.items():
+        assert actual[chunk_id][0] == doc_id
+        assert actual[chunk_id][1] == text
+        np.testing.assert_allclose(actual[chunk_id][2], vector, atol=1e-5, rtol=0)
+
+
+@pytest.fixture(scope="module")
+def ray_cluster() -> Iterator[Any]:
+    """A head (no CPUs: it only coordinates) and two one-CPU worker nodes, each its own
+    set of processes on this machine."""
+    if find_spec("ray") is None:
+        pytest.skip("the ray extra is not installed: pip install 'ragtune[ray]'")
+    os.environ.setdefault("RAY_memory_monitor_refresh_ms", "0")
+    from ray.cluster_utils import Cluster
+
+    store = 100 * 1024 * 1024
+    cluster = Cluster(
+        initialize_head=True,
+        head_node_args={"num_cpus": 0, "include_dashboard": False, "object_store_memory": store},
+    )
+    try:
+        for _ in range(2):
+            cluster.add_node(num_cpus=1, object_store_memory=store)
+        cluster.wait_for_nodes()
+        yield cluster
+    finally:
+        cluster.shutdown()
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Enough work (about 300 chunks) that a fault lands while the job runs."""
+    return write_corpus(tmp_path_factory.mktemp("corpus") / "notes", 120)
+
+
+@pytest.fixture(scope="module")
+def small_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_corpus(tmp_path_factory.mktemp("small") / "notes", 24, first=500)
+
+
+@pytest.fixture(scope="module")
+def local_index(corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The corpus ingested the usual way, in this process: the reference."""
+    directory = tmp_path_factory.mktemp("local") / "index"
+    ingest([str(corpus)], directory, IngestSettings())
+    return directory
+
+
+@pytest.fixture(scope="module")
+def local_contents(local_index: Path) -> dict[str, tuple[str, str, np.ndarray]]:
+    return index_contents(local_index)
+
+
+# --- The same index ---------------------------------------------------------------------
+
+
+@needs_ray
+def test_ray_ingest_equals_the_local_one(
+    ray_cluster: Any, small_corpus: Path, shop_url: str, tmp_path: Path
+) -> None:
+    """Files and a crawled site: the same documents, chunk ids, texts, and vectors
+    within 1e-5, and the same report."""
+    sources = [str(small_corpus), f"{shop_url}/products"]
+    settings = {"crawl": True, "commit_every": 16}
+    local = ingest(sources, tmp_path / "local", IngestSettings(**settings))  # type: ignore[arg-type]
+    progress: list[tuple[int, int]] = []
+    distributed = ingest(
+        sources,
+        tmp_path / "ray",
+        IngestSettings(engine="ray", ray_address=ray_cluster.address, **settings),  # type: ignore[arg-type]
+        on_embed=lambda done, total: progress.append((done, total)),
+    )
+    assert distributed.documents == local.documents > 24
+    assert distributed.stats["chunks"] == local.stats["chunks"]
+    assert distributed.insert == local.insert
+    assert distributed.report["counts"] == local.report["counts"]
+    assert progress and progress[-1][0] == progress[-1][1] == local.insert.chunks
+    assert_same_index(index_contents(tmp_path / "local"), index_contents(tmp_path / "ray"))
+
+    # Ingested again unchanged: nothing to embed, nothing rewritten.
+    again = ingest(
+        sources,
+        tmp_path / "ray",
+        IngestSettings(engine="ray", ray_address=ray_cluster.address, **settings),  # type: ignore[arg-type]
+    )
+    assert again.insert.chunks == 0
+    assert again.stats == distributed.stats
+
+
+@needs_ray
+def test_ray_ingest_into_postgres_equals_the_local_one(
+    ray_cluster: Any, small_corpus: Path, postgres: Any, tmp_path: Path
+) -> None:
+    reference = tmp_path / "local"
+    ingest([str(small_corpus)], reference, IngestSettings())
+    index_dir = tmp_path / "index"
+    settings = IngestSettings(
+        engine="ray", ray_address=ray_cluster.address, store=postgres.table_url("ray_identity")
+    )
+    ingest([str(small_corpus)], index_dir, settings)
+    assert_same_index(index_contents(reference), index_contents(index_dir))
+
+
+@needs_ray
+def test_sync_on_ray_embeds_only_what_changed(ray_cluster: Any, tmp_path: Path) -> None:
+    from ragtune.sync import sync
+
+    folder = write_corpus(tmp_path / "notes", 12)
+    index_dir = tmp_path / "index"
+    ingest([str(folder)], index_dir, IngestSettings())
+    (folder / "note-0003.md").write_text("# Changed\n\nThe mill now grinds barley only.\n")
+    (folder / "note-0005.md").unlink()
+    result = sync(index_dir, engine="ray", ray_address=ray_cluster.address)
+    assert (result.changed, result.removed, result.unchanged) == (1, 1, 10)
+    assert result.chunks_embedded == 1
+    reference = tmp_path / "reference"
+    ingest([str(folder)], reference, IngestSettings())
+    assert_same_index(index_contents(reference), index_contents(index_dir))
+
+
+# --- Faults -------------------------------------------------------------------------------
+
+
+@needs_ray
+@slow
+def test_a_worker_killed_mid_job_the_job_finishes_every_chunk_once(
+    ray_cluster: Any,
+    corpus: Path,
+    local_contents: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from ragtune.scale import ray_ingest
+
+    monkeypatch.setattr(ray_ingest, "CPU_EMBED_BATCH", 8)  # many small tasks: a kill lands mid-way
+    victim = next(node for node in ray_cluster.worker_nodes)
+    killed: list[int] = []
+
+    def kill_a_worker(done: int, total: int) -> None:
+        if not killed:
+            killed.append(done)
+            ray_cluster.remove_node(victim, allow_graceful=False)
+
+    try:
+        result = ingest(
+            [str(corpus)],
+            tmp_path / "index",
+            IngestSettings(engine="ray", ray_address=ray_cluster.address, commit_every=32),
+            on_embed=kill_a_worker,
+        )
+    finally:
+        if victim not in ray_cluster.worker_nodes or killed:
+            ray_cluster.add_node(num_cpus=1, object_store_memory=100 * 1024 * 1024)
+            ray_cluster.wait_for_nodes()
+    assert killed and killed[0] < result.insert.chunks  # the node died with work left
+    assert result.stats["chunks"] == len(local_contents)
+    assert_same_index(local_contents, index_contents(tmp_path / "index"))
+
+
+@needs_ray
+@slow
+def test_a_killed_driver_is_completed_by_the_rerun_with_nothing_duplicated(
+    ray_cluster: Any, corpus: Path, local_contents: Any, tmp_path: Path
+) -> None:
+    index_dir = tmp_path / "index"
+    command = [
+        sys.executable,
+        "-m",
+        "ragtune",
+        "ingest",
+        str(corpus),
+        "--index",
+        str(index_dir),
+        "--engine",
+        "ray",
+        "--ray-address",
+        ray_cluster.address,
+        "--commit-every",
+        "4",
+    ]
+    driver = subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    try:
+        committed = _wait_for_chunks(index_dir, driver, deadline=240)
+    finally:
+        os.killpg(driver.pid, signal.SIGKILL)
+        driver.wait()
+    partial = index_contents(index_dir)
+    assert 0 < len(partial) < len(local_contents), committed
+    # Only whole documents were committed, each exactly as the local ingest made it.
+    by_doc: dict[str, int] = {}
+    for doc_id, _, _ in partial.values():
+        by_doc[doc_id] = by_doc.get(doc_id, 0) + 1
+    expected_by_doc: dict[str, int] = {}
+    for doc_id, _, _ in local_contents.values():
+        expected_by_doc[doc_id] = expected_by_doc.get(doc_id, 0) + 1
+    assert all(expected_by_doc[doc] == n for doc, n in by_doc.items())
+
+    rerun = run_cli(*command[3:], timeout=400)
+    assert rerun.returncode == 0, rerun.stderr
+    assert "Indexed 120 documents" in rerun.stdout  # the usual end-of-ingest report
+    assert_same_index(local_contents, index_contents(index_dir))
+
+
+def _wait_for_chunks(index_dir: Path, driver: subprocess.Popen[bytes], deadline: float) -> int:
+    """Chunks committed by ``driver``, once there are some (the driver still running)."""
+    stop = time.monotonic() + deadline
+    while time.monotonic() < stop:
+        assert driver.poll() is None, "the ingest finished before it could be killed"
+        if (index_dir / "ragtune.json").exists():
+            try:
+                index = VectorStoreIndex.load(index_dir)
+                count = index.store.count()
+                index.close()
+            except RagtuneError:
+                count = 0
+            if count:
+                return count
+        time.sleep(0.2)
+    raise AssertionError("no commit within the deadline")
+
+
+@pytest.fixture()
+def own_postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A PostgreSQL server of this test's own, to stop and start again."""
+    reason = missing_reason()
+    if reason:
+        pytest.skip(reason)
+    import tempfile
+
+    server = start_postgres(Path(tempfile.mkdtemp(prefix="ragtune-pg-ray-")))
+    try:
+        yield server
+    finally:
+        subprocess.run(_pg_ctl(server, "stop", "-m", "immediate"), capture_output=True, timeout=60)
+
+
+def _pg_ctl(server: Any, *args: str) -> list[str]:
+    command = [str(PG_BIN / "pg_ctl"), "-D", str(server.base / "data"), *args]
+    return ["runuser", "-u", "postgres", "--", *command] if os.geteuid() == 0 else command
+
+
+def _restart(server: Any) -> None:
+    options = f"-p {server.port} -k {server.base} -c listen_addresses=127.0.0.1 -c fsync=off"
+    log = str(server.base / "server.log")
+    subprocess.run(
+        _pg_ctl(server, "-l", log, "-w", "-t", "60", "-o", options, "start"),
+        check=True,
+        capture_output=True,
+        timeout=90,
+    )
+
+
+def _stop(server: Any) -> None:
+    subprocess.run(_pg_ctl(server, "-m", "immediate", "stop"), check=True, capture_output=True)
+
+
+@needs_ray
+@slow
+def test_an_unreachable_store_is_retried_then_reported_in_one_line(
+    ray_cluster: Any,
+    corpus: Path,
+    local_contents: Any,
+    own_postgres: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from ragtune.scale import ray_ingest
+
+    monkeypatch.setattr(ray_ingest, "STORE_RETRY_DELAYS", (1.0, 2.0, 3.0, 4.0))
+    settings = IngestSettings(
+        engine="ray",
+        ray_address=ray_cluster.address,
+        store=own_postgres.table_url("faults"),
+        commit_every=64,
+    )
+    # Down for a few seconds, mid-write: the retries carry the ingest through.
+    index_dir = tmp_path / "index"
+    outage: list[threading.Thread] = []
+
+    def outage_at_first_vectors(done: int, total: int) -> None:
+        if not outage:
+            _stop(own_postgres)
+            outage.append(threading.Thread(target=lambda: (time.sleep(3), _restart(own_postgres))))
+            outage[0].start()
+
+    ingest([str(corpus)], index_dir, settings, on_embed=outage_at_first_vectors)
+    outage[0].join()
+    assert_same_index(local_contents, index_contents(index_dir))
+
+    # Down for good: a clear line once the retries are spent; what was committed stays whole.
+    monkeypatch.setattr(ray_ingest, "STORE_RETRY_DELAYS", (0.5, 0.5))
+    changed = write_corpus(tmp_path / "more", 30, first=1000)
+    stopped: list[bool] = []
+
+    def stop_at_first_vectors(done: int, total: int) -> None:
+        if not stopped:
+            stopped.append(True)
+            _stop(own_postgres)
+
+    with pytest.raises(StoreConnectionError) as error:
+        ingest([str(changed)], index_dir, settings, on_embed=stop_at_first_vectors)
+    one_line_message(error, "still unreachable after 3 attempts", "rerun")
+    _restart(own_postgres)
+    assert_same_index(local_contents, index_contents(index_dir))  # nothing of the failed run
+    ingest([str(changed)], index_dir, settings)
+    assert len(index_contents(index_dir)) > len(local_contents)
+
+
+# --- Bad input ----------------------------------------------------------------------------
+
+
+def test_engine_ray_without_ray_names_the_extra(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = write_corpus(tmp_path / "notes", 2)
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray now fails, as when absent
+    with pytest.raises(RagtuneError) as error:
+        ingest([str(folder)], tmp_path / "index", IngestSettings(engine="ray"))
+    one_line_message(error, "pip install 'ragtune[ray]'")
+    assert not (tmp_path / "index").exists()
+
+
+@needs_ray
+def test_a_bad_ray_address_is_one_line_and_creates_nothing(tmp_path: Path) -> None:
+    folder = write_corpus(tmp_path / "notes", 2)
+    index_dir = tmp_path / "index"
+    started = time.monotonic()
+    result = run_cli(
+        "ingest", str(folder), "--index", str(index_dir), "--engine", "ray",
+        "--ray-address", "127.0.0.1:9",
+    )  # fmt: skip
+    assert_one_line_error(result, "cannot reach the Ray cluster at 127.0.0.1:9")
+    assert time.monotonic() - started < 60
+    assert not index_dir.exists()
+    malformed = run_cli(
+        "ingest", str(folder), "--index", str(index_dir), "--engine", "ray",
+        "--ray-address", "head-node",
+    )  # fmt: skip
+    assert_one_line_error(malformed, "bad --ray-address 'head-node'")
+    assert not index_dir.exists()
+
+
+def test_ray_address_without_engine_ray_is_refused(tmp_path: Path) -> None:
+    folder = write_corpus(tmp_path / "notes", 1)
+    with pytest.raises(RagtuneError) as error:
+        ingest([str(folder)], tmp_path / "index", IngestSettings(ray_address="127.0.0.1:6379"))
+    one_line_message(error, "--ray-address applies to --engine ray")
+    assert not (tmp_path / "index").exists()
+
+
+def test_the_cli_offers_the_engines_the_library_has() -> None:
+    from ragtune.cli import options
+    from ragtune.scale.engine import ENGINES, EngineName
+
+    assert get_args(options.Engine) == ENGINES == get_args(EngineName)
