@@ -36,3 +36,15 @@ def test_lower_layers_never_import_query_cli_or_train() -> None:
         if is_upper(name)
     )
     assert reaching_up == []
+
+
+def test_only_the_cli_imports_the_server() -> None:
+    """``serve/`` sits on top beside the CLI: a library user never loads FastAPI."""
+    reaching_in = sorted(
+        f"{path.relative_to(PACKAGE)} imports {name}"
+        for path in PACKAGE.rglob("*.py")
+        if path.relative_to(PACKAGE).parts[0] not in ("cli", "serve")
+        for name in imported_modules(path)
+        if name == "ragtune.serve" or name.startswith("ragtune.serve.")
+    )
+    assert reaching_in == []

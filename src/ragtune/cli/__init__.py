@@ -28,6 +28,7 @@ from ragtune.cli.models import demo_command, models_command, pull_command
 from ragtune.cli.notices import show_notices
 from ragtune.cli.pretrain import pretrain_command, sample_command
 from ragtune.cli.query import ask_command, chat_command, retrieve_command
+from ragtune.cli.serve import serve_command, serve_key_new_command
 from ragtune.cli.sources import extract_command, ingest_command, sync_command
 from ragtune.cli.tokenizer import tokenizer_train_command
 from ragtune.cli.train import align_command, finetune_command
@@ -73,6 +74,10 @@ def build_app() -> typer.Typer:
     evaluate.command("answers")(eval_answers_command)
     app.add_typer(evaluate, name="eval")
     app.command("compare")(compare_command)
+    app.command("serve")(serve_command)
+    serve_key = typer.Typer(help="API keys for ragtune serve.", no_args_is_help=True)
+    serve_key.command("new")(serve_key_new_command)
+    app.add_typer(serve_key, name="serve-key")
     return app
 
 

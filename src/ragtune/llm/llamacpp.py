@@ -30,12 +30,14 @@ class LlamaCppLLM:
         context_window: int = 2048,
         threads: int | None = None,
         temperature: float = 0.0,
+        parallel: int = 1,
     ) -> None:
         self.model_path = Path(model_path) if model_path else DEFAULT_LLM.require()
         _check_gguf(self.model_path)
         self._context_window = context_window
         self.threads = threads or llm_threads()
         self.temperature = temperature
+        self.parallel = max(1, parallel)
 
     @property
     def name(self) -> str:
@@ -51,8 +53,10 @@ class LlamaCppLLM:
 
         params = xllamacpp.CommonParams()
         params.model.path = str(self.model_path)
-        params.n_ctx = self._context_window
-        params.n_parallel = 1
+        # llama.cpp splits n_ctx between its slots: each slot gets the whole window.
+        params.n_ctx = self._context_window * self.parallel
+        params.n_parallel = self.parallel
+        params.cont_batching = True  # the slots' tokens decode together, one batch a step
         params.cpuparams.n_threads = self.threads
         params.cpuparams_batch.n_threads = self.threads
         params.verbosity = -1  # llama.cpp's own logging would drown the answer
@@ -64,6 +68,18 @@ class LlamaCppLLM:
     def load(self) -> None:
         """Load the model now rather than on the first request."""
         _ = self._server
+
+    def reserve_slots(self, parallel: int) -> None:
+        """Answer up to ``parallel`` requests at once, before the model loads.
+
+        llama.cpp gives each request a slot with its own share of the KV cache and
+        decodes the tokens of every busy slot in one batch per step (continuous
+        batching): ``chat`` and ``stream_chat`` called from several threads at once
+        then really run together (the binding releases the GIL while it waits).
+        """
+        if "_server" in self.__dict__:
+            raise LLMError("the model is already loaded: reserve slots before its first use")
+        self.parallel = max(1, parallel)
 
     @property
     def http_url(self) -> str:
@@ -110,15 +126,21 @@ class LlamaCppLLM:
     def stream_chat(self, messages: list[ChatMessage], max_tokens: int = 256) -> Iterator[str]:
         """Yield the answer piece by piece as llama.cpp produces it."""
         pieces: queue.Queue[Any] = queue.Queue()
+        # Set when the consumer stops reading (a client that went away): the next
+        # chunk's callback answers True, which tells llama.cpp to stop and free the slot.
+        abandoned = threading.Event()
 
-        def on_chunk(chunk: dict[str, Any]) -> None:
+        def on_chunk(chunk: dict[str, Any]) -> bool:
+            if abandoned.is_set():
+                return True
             if "error" in chunk:
                 pieces.put(LLMError(_error_message(chunk)))
-                return
+                return True
             for choice in chunk.get("choices", []):
                 text = (choice.get("delta") or {}).get("content")
                 if text:
                     pieces.put(text)
+            return False
 
         def generate() -> None:
             try:
@@ -135,10 +157,15 @@ class LlamaCppLLM:
         self.load()  # in this thread, so a load error is raised to the caller
         worker = threading.Thread(target=generate, daemon=True)
         worker.start()
-        while (item := pieces.get()) is not _DONE:
-            if isinstance(item, LLMError):
-                raise item
-            yield item
+        try:
+            while (item := pieces.get()) is not _DONE:
+                if isinstance(item, LLMError):
+                    raise item
+                yield item
+        finally:
+            # Closed early (GeneratorExit) or failed: stop generating; the worker ends
+            # at the next token, so it is not waited for here.
+            abandoned.set()
         worker.join()
 
 

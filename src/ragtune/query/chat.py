@@ -30,7 +30,7 @@ a share of the window: see :func:`ragtune.query.prompt.pack_prompt`).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -136,6 +136,21 @@ class ChatSession:
             self._remember(question, rewrite, response)
 
         return remembered(), response
+
+    def remember(
+        self, question: str, answer: str, sources: Callable[[str], list[NodeWithScore]]
+    ) -> None:
+        """Take an earlier turn as it was answered elsewhere, by the same rule as ``ask``.
+
+        A client that keeps the conversation itself (OpenAI's chat API: every request
+        carries the whole history) sends each turn back; replaying them in order
+        rebuilds the topics the rewrite needs. ``sources(retrieval_query)`` gives the
+        passages a standalone turn would be answered from (its topic takes the best
+        one's title); a follow-up inherits its topic and asks for none.
+        """
+        rewrite = self.rewrite(question)
+        nodes = [] if rewrite.rewritten else sources(rewrite.retrieval_query)
+        self._remember(question, rewrite, Response(answer, nodes))
 
     def _prompt_history(self) -> list[tuple[str, str]]:
         if self.max_history_turns <= 0:

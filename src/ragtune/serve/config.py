@@ -5,9 +5,15 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from ragtune.errors import RagtuneError
 from ragtune.questions import MAX_QUERY_CHARS
+
+# As the library spells them (index/ranking.py, query/engine.py, query/grounding.py).
+RetrievalMode = Literal["hybrid", "dense", "keyword"]
+AnswerMode = Literal["generate", "extract", "auto"]
+GroundingMode = Literal["strict", "mark", "off"]
 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
 INDEX_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
@@ -16,6 +22,8 @@ DEFAULT_PORT = 8000
 MAX_BODY_BYTES = 1024 * 1024
 # Uploaded files: the same cap as a local file read from a folder (extract/files.py).
 MAX_UPLOAD_BYTES = 50 * 1024 * 1024
+# A conversation longer than this is not a chat a person is having.
+MAX_MESSAGES = 200
 
 
 @dataclass(frozen=True)
@@ -76,9 +84,15 @@ class ServeConfig:
     queue_size: int = 16
     # Defaults of a question's retrieval and answer (a request may override them).
     top_k: int = 4
-    mode: str = "hybrid"
-    answer_mode: str | None = None
+    mode: RetrievalMode = "hybrid"
+    answer_mode: AnswerMode | None = None
     answer_tokens: int = 256
+    grounding: GroundingMode = "strict"
+    # Earlier turns of a conversation put into the prompt (as ``ragtune chat``).
+    history_turns: int = 3
+    max_messages: int = MAX_MESSAGES
+    # How long uvicorn lets in-flight answers finish after SIGTERM.
+    drain_seconds: float = 30.0
 
     def __post_init__(self) -> None:
         if not self.indexes:

@@ -10,6 +10,7 @@ anything unexpected (500 with a fixed message: no traceback ever reaches a clien
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -17,7 +18,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ragtune.errors import RagtuneError
+from ragtune.errors import LLMError, RagtuneError
 from ragtune.url_options import redact
 
 log = logging.getLogger("ragtune.serve")
@@ -83,6 +84,16 @@ def one_line(text: str, limit: int = 300) -> str:
     return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
+# An absolute file path, not the path part of a URL (preceded by a host or a scheme).
+_FILE_PATH = re.compile(r"(?<![\w:/.~-])/(?:[\w.@+~-]+/)*[\w.@+~-]+/?")
+
+
+def hide_paths(text: str) -> str:
+    """``text`` with absolute file paths replaced: a client learns nothing of the
+    server's file system from an error."""
+    return _FILE_PATH.sub("<path>", text)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def api_error(_: Request, error: ApiError) -> JSONResponse:
@@ -104,10 +115,17 @@ def install_error_handlers(app: FastAPI) -> None:
         headers = dict(error.headers or {})
         return error_response(ApiError(error.status_code, one_line(message), headers=headers))
 
+    @app.exception_handler(LLMError)
+    async def model_error(_: Request, error: LLMError) -> JSONResponse:
+        # The model failed, not the request: a server error the client may retry.
+        message = one_line(hide_paths(str(error)))
+        return error_response(ApiError(503, message, code="model_error", type_="server_error"))
+
     @app.exception_handler(RagtuneError)
     async def product_error(_: Request, error: RagtuneError) -> JSONResponse:
         # The product's errors are one line written for users: they may be shown.
-        return error_response(ApiError(400, one_line(str(error)), code="ragtune_error"))
+        message = one_line(hide_paths(str(error)))
+        return error_response(ApiError(400, message, code="ragtune_error"))
 
     @app.exception_handler(Exception)
     async def unexpected(_: Request, error: Exception) -> JSONResponse:

@@ -20,12 +20,46 @@ if TYPE_CHECKING:
     from ragtune.llm.base import LLM
 
 
+class ModelPool:
+    """The LLMs that answer, one instance per ``--llm`` spec, shared by every index that
+    names it; each loaded with ``parallel`` llama.cpp slots where the backend has them."""
+
+    def __init__(self, parallel: int = 1) -> None:
+        self.parallel = parallel
+        self._models: dict[str | None, LLM] = {}
+        self._lock = threading.Lock()
+
+    def get(self, spec: str | None) -> LLM:
+        """The model for ``spec`` (None: the bundled one), loaded on first use."""
+        with self._lock:
+            model = self._models.get(spec)
+            if model is None:
+                model = self._load(spec)
+                self._models[spec] = model
+            return model
+
+    def _load(self, spec: str | None) -> LLM:
+        from ragtune.llm import load_llm
+
+        model = load_llm(spec)
+        reserve = getattr(model, "reserve_slots", None)
+        if callable(reserve):  # llama.cpp: parallel slots, batched together
+            reserve(self.parallel)
+        load = getattr(model, "load", None)
+        if callable(load):  # fail now, not on the first question
+            load()
+        return model
+
+
 class ServedIndex:
     """One ``--index NAME=DIR`` and the LLM that answers over it."""
 
-    def __init__(self, spec: IndexSpec, llm: LLM | None = None) -> None:
+    def __init__(
+        self, spec: IndexSpec, llm: LLM | None = None, models: ModelPool | None = None
+    ) -> None:
         self.spec = spec
-        self.llm = llm
+        self._llm = llm
+        self._models = models or ModelPool()
         # Serializes this server's ingests, syncs and deletes of this index.
         self.writer = threading.Lock()
         self._swap = threading.Lock()
@@ -34,6 +68,24 @@ class ServedIndex:
     @property
     def name(self) -> str:
         return self.spec.name
+
+    @property
+    def llm(self) -> LLM:
+        """The model answering over this index (loaded on first use, shared by spec)."""
+        if self._llm is None:
+            self._llm = self._models.get(self.spec.llm)
+        return self._llm
+
+    @property
+    def llm_name(self) -> str:
+        """The model's name without loading it."""
+        if self._llm is not None:
+            return self._llm.name
+        if self.spec.llm:
+            return self.spec.llm
+        from ragtune.assets import DEFAULT_LLM
+
+        return DEFAULT_LLM.relative_path.rsplit(".", 1)[0]
 
     def current(self) -> VectorStoreIndex:
         """The index as last committed (opened on first use)."""
@@ -68,6 +120,24 @@ class ServerState:
     def __init__(self, config: ServeConfig, indexes: dict[str, ServedIndex]) -> None:
         self.config = config
         self.indexes = indexes
+
+    @classmethod
+    def from_config(cls, config: ServeConfig) -> ServerState:
+        """The indexes ``config`` names, their models in one pool (loaded when first
+        used, or all at once by ``load_models``)."""
+        models = ModelPool(config.parallel)
+        return cls(config, {s.name: ServedIndex(s, models=models) for s in config.indexes})
+
+    def load_models(self) -> None:
+        """Open every index and load every model now: a missing one fails at startup."""
+        for served in self.indexes.values():
+            if not served.exists():
+                from ragtune.errors import InvalidIndexError
+
+                where = served.spec.directory
+                raise InvalidIndexError(f"--index {served.name}: {where} is not a ragtune index")
+            served.current()
+            _ = served.llm
 
     def index(self, name: str | None = None) -> ServedIndex:
         """The index a request names (a ``model`` or ``index`` field); None: the first."""
