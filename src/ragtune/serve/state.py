@@ -64,6 +64,7 @@ class ServedIndex:
         self.writer = threading.Lock()
         self._swap = threading.Lock()
         self._index: VectorStoreIndex | None = None
+        self._opened: tuple[int, int, int] | None = None  # the manifest it was opened at
 
     @property
     def name(self) -> str:
@@ -88,29 +89,52 @@ class ServedIndex:
         return DEFAULT_LLM.relative_path.rsplit(".", 1)[0]
 
     def current(self) -> VectorStoreIndex:
-        """The index as last committed (opened on first use)."""
+        """The index as last committed (opened on first use).
+
+        Another process may commit too: a second replica's ingest into the same
+        PostgreSQL store, or ``ragtune ingest`` run beside the server. Every commit
+        replaces the manifest (atomically, so a new inode), whose calibration and
+        vocabulary a question is judged by; when it is no longer the one opened, the
+        index is opened again, so replicas agree on what they answer from.
+        """
         with self._swap:
-            if self._index is None:
-                self._index = self._open()
-            return self._index
+            if self._index is not None and self._manifest_signature() == self._opened:
+                return self._index
+        return self.reload()
 
     def reload(self) -> VectorStoreIndex:
         """Open the index again, after a writer committed; later requests read this one."""
-        fresh = self._open()
+        with self._swap:
+            previous = self._index
+        signature = self._manifest_signature()
+        fresh = self._open(previous)
         with self._swap:
             self._index = fresh
+            self._opened = signature
         # The old one is not closed here: requests that started on it may still be
         # reading it; it is released when the last of them lets go of it.
         return fresh
+
+    def _manifest_signature(self) -> tuple[int, int, int] | None:
+        from ragtune.index.manifest import MANIFEST
+
+        try:
+            status = (self.spec.directory / MANIFEST).stat()
+        except OSError:
+            return None
+        return (status.st_ino, status.st_mtime_ns, status.st_size)
 
     def exists(self) -> bool:
         from ragtune.index.manifest import MANIFEST
 
         return (self.spec.directory / MANIFEST).is_file()
 
-    def _open(self) -> VectorStoreIndex:
+    def _open(self, previous: VectorStoreIndex | None = None) -> VectorStoreIndex:
         from ragtune import VectorStoreIndex  # with the query engine registered
 
+        if previous is not None:
+            # The same embedder (an index never changes it): no second model load.
+            return VectorStoreIndex.load(self.spec.directory, embed_model=previous.embedder)
         return VectorStoreIndex.load(self.spec.directory)
 
 
