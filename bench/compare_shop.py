@@ -1,6 +1,7 @@
 """The acceptance run of ``ragtune compare`` on the demo shop.
 
     .venv/bin/python bench/compare_shop.py [--budget 20m] [--questions 15] [--output DIR]
+        [--routes base,rag,lora,lora-aug,lora+rag,pretrain] [--llm-questions N]
 
 1. The demo shop is served on 127.0.0.1 and crawled from /products into a temporary
    index, as ``ragtune demo`` does.
@@ -8,7 +9,9 @@
    process with one torch thread.
 3. The acceptance checks of issue 17 are printed, each PASS or FAIL: the run kept to its
    budget; RAG's contains interval lies above the base model's and above plain LoRA's
-   score; RAG's freshness is seconds, fine-tuning's minutes.
+   score; RAG's freshness is seconds, fine-tuning's minutes. Then, for reading beside
+   them (no verdict): each arm's contains with its interval, plain against augmented
+   LoRA, any arm stopped at its share, and each arm's at-scale estimate.
 """
 
 from __future__ import annotations
@@ -65,12 +68,32 @@ def checks(results: dict[str, Any], budget_s: float) -> list[tuple[str, bool]]:
     return made
 
 
+def summary(results: dict[str, Any]) -> list[str]:
+    """One line an arm: its status, contains [95% CI], and at-scale estimate."""
+    lines = []
+    for route in results["routes"]:
+        arm = results["arms"].get(route, {})
+        if arm.get("status") != "done":
+            lines.append(f"{route:13} {arm.get('status', 'missing')}: {arm.get('reason', '')}")
+            continue
+        low, high = arm["intervals"]["contains"] or (0.0, 0.0)
+        stopped = " (stopped at its share)" if arm.get("stopped_at_budget") else ""
+        scale = (arm.get("estimate") or {}).get("summary", "n/a")
+        lines.append(
+            f"{route:13} contains {arm['scores']['contains']:.2f} [{low:.2f}, {high:.2f}]"
+            f"{stopped}; at scale: {scale}"
+        )
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--budget", default="20m")
     parser.add_argument("--questions", type=int, default=15)
     parser.add_argument("--unanswerable", type=int, default=5)
     parser.add_argument("--output", type=Path, default=None)
+    parser.add_argument("--routes", default=None, help="default: ragtune compare's")
+    parser.add_argument("--llm-questions", type=int, default=0)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="ragtune-compare-") as scratch:
         index_dir = Path(scratch) / "index"
@@ -96,6 +119,9 @@ def main() -> None:
                 str(args.questions),
                 "--unanswerable",
                 str(args.unanswerable),
+                "--llm-questions",
+                str(args.llm_questions),
+                *(["--routes", args.routes] if args.routes else []),
             ],
             env=env,
         )
@@ -107,6 +133,8 @@ def main() -> None:
 
         for name, passed in checks(results, parse_budget(args.budget)):
             print(f"{'PASS' if passed else 'FAIL'}  {name}")
+        for line in summary(results):
+            print(line)
 
 
 if __name__ == "__main__":

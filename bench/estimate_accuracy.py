@@ -17,7 +17,10 @@ flags:
 Wall time is the child process's, start to exit (start-up, data, model, loop, saving);
 peak RSS is its own high-water mark (`os.wait4`). Children run with
 RAGTUNE_TORCH_THREADS=OMP_NUM_THREADS=--threads, and the estimate is told the same thread
-count. The estimate's own measurement of the machine is cached (first run ~15 s).
+count. The estimate's own measurement of the machine is cached (first run ~15 s);
+`--fresh-probe` measures it again right before each configuration, so that on a machine
+shared with other work the estimate and the run see about the same load. The 1-minute
+load average is printed beside every row, before and after the run.
 """
 
 from __future__ import annotations
@@ -41,8 +44,10 @@ TIME_TOLERANCE = 0.25
 RSS_TOLERANCE = 0.15
 
 
-def child(command: list[str], env: dict[str, str], log: Path) -> tuple[float, float]:
-    """Wall seconds and peak RSS (bytes) of a command run to completion."""
+def child(command: list[str], env: dict[str, str], log: Path) -> tuple[float, float, float]:
+    """Wall seconds, peak RSS (bytes) and CPU seconds (user + system) of a command run to
+    completion. With one torch thread, CPU seconds are the wall time the run would have
+    taken without waiting for a CPU: the figure to compare when other work shares it."""
     began = time.perf_counter()
     with log.open("wb") as sink:
         process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, env=env)
@@ -51,7 +56,7 @@ def child(command: list[str], env: dict[str, str], log: Path) -> tuple[float, fl
     if os.waitstatus_to_exitcode(status) != 0:
         tail = log.read_text(errors="replace")[-3000:]
         raise SystemExit(f"{' '.join(command[:5])} failed:\n{tail}")
-    return seconds, usage.ru_maxrss * 1024.0
+    return seconds, usage.ru_maxrss * 1024.0, usage.ru_utime + usage.ru_stime
 
 
 def ragtune(*args: str) -> list[str]:
@@ -125,12 +130,29 @@ def configurations(scratch: Path) -> dict[str, tuple[list[str], list[str]]]:
     }
 
 
+def fresh_probe(threads: int, env: dict[str, str]) -> None:
+    """This machine measured again (matmuls, bandwidth, the tiny-Llama probe, a one-file
+    ingest), replacing the cached figures the estimate reads."""
+    code = (
+        "from ragtune.train.estimate.hardware import hardware, measure_this\n"
+        "from ragtune.train.estimate.rag import embedding_costs\n"
+        f"measure_this({threads}, refresh=True)\n"
+        f"embedding_costs(hardware('this', threads={threads}), refresh=True)\n"
+    )
+    subprocess.run([sys.executable, "-c", code], env=env, check=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--only", nargs="*", default=None)
     parser.add_argument("--json", type=Path, default=None, help="Also write the rows here.")
     parser.add_argument("--keep", type=Path, default=None, help="Run in this folder, kept.")
+    parser.add_argument(
+        "--fresh-probe",
+        action="store_true",
+        help="Measure this machine again right before each configuration.",
+    )
     args = parser.parse_args()
     env = {
         **os.environ,
@@ -149,6 +171,9 @@ def main() -> None:
         for name, (run, estimate_args) in configurations(scratch).items():
             if args.only and name not in args.only:
                 continue
+            if args.fresh_probe:
+                fresh_probe(args.threads, env)
+            load_before = os.getloadavg()[0]
             done = subprocess.run(
                 ragtune("estimate", *estimate_args, "--threads", str(args.threads), "--json"),
                 env=env,
@@ -159,14 +184,16 @@ def main() -> None:
             if done.returncode != 0:
                 raise SystemExit(f"estimate {name} failed: {done.stderr.strip()}")
             estimate = json.loads(done.stdout)
-            seconds, rss = child(ragtune(*run), env, scratch / f"{name}.log")
+            seconds, rss, cpu = child(ragtune(*run), env, scratch / f"{name}.log")
             row = {
                 "name": name,
                 "time_estimate": estimate["seconds"]["total"],
                 "time_measured": seconds,
+                "cpu_measured": cpu,
                 "rss_estimate": estimate.get("memory_bytes", {}).get("total"),
                 "rss_measured": rss,
                 "phases": estimate["seconds"],
+                "load": (load_before, os.getloadavg()[0]),
             }
             summary = scratch / name.split("-")[-1] / "summary.json"
             if summary.is_file():
@@ -198,13 +225,19 @@ def _line(row: dict[str, Any]) -> str:
     if "loop_measured" in row:
         loop = f" (loop {row['loop_measured']:.1f} s, estimate {row['loop_estimate']:.1f} s)"
     rss = row["rss_measured"] / 2**20
-    return f"{row['name']}: measured {row['time_measured']:.1f} s{loop}, {rss:.0f} MB; estimate {phases}"
+    load = f"load {row['load'][0]:.1f}-{row['load'][1]:.1f}"
+    return (
+        f"{row['name']}: measured {row['time_measured']:.1f} s (CPU {row['cpu_measured']:.1f} s)"
+        f"{loop}, {rss:.0f} MB, {load}; "
+        f"estimate {phases}"
+    )
 
 
 def _table(rows: list[dict[str, Any]]) -> str:
     lines = [
-        "| configuration | time est. s | measured s | error | RSS est. MB | measured MB | error | within |",
-        "|---|---:|---:|---:|---:|---:|---:|---|",
+        "| configuration | time est. s | measured s | error | CPU s | error | RSS est. MB "
+        "| measured MB | error | within | load |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|",
     ]
     for row in rows:
         time_error = _error(row["time_estimate"], row["time_measured"])
@@ -214,16 +247,18 @@ def _table(rows: list[dict[str, Any]]) -> str:
         rss_est = "-" if row["rss_estimate"] is None else f"{row['rss_estimate'] / 2**20:.0f}"
         rss_err = "-" if rss_error is None else f"{rss_error:+.0%}"
         verdict = "yes" if ok_time and ok_rss else "NO"
+        cpu_error = _error(row["time_estimate"], row["cpu_measured"])
         lines.append(
             f"| {row['name']} | {row['time_estimate']:.1f} | {row['time_measured']:.1f} | "
-            f"{time_error:+.0%} | {rss_est} | {row['rss_measured'] / 2**20:.0f} | {rss_err} "
-            f"| {verdict} |"
+            f"{time_error:+.0%} | {row['cpu_measured']:.1f} | {cpu_error:+.0%} | {rss_est} | "
+            f"{row['rss_measured'] / 2**20:.0f} | {rss_err} | {verdict} | "
+            f"{row['load'][0]:.1f}-{row['load'][1]:.1f} |"
         )
         if "index_estimate" in row:
             error = row["index_estimate"] / row["index_measured"] - 1
             lines.append(
                 f"| ingest: index on disk | {row['index_estimate'] / 2**20:.2f} MB est. | "
-                f"{row['index_measured'] / 2**20:.2f} MB | {error:+.0%} | | | | |"
+                f"{row['index_measured'] / 2**20:.2f} MB | {error:+.0%} | | | | | | | |"
             )
     return "\n".join(lines)
 

@@ -305,3 +305,245 @@ def test_a_usage_error_exits_two_and_writes_nothing(
     assert done.returncode == 2
     assert done.stderr.startswith("error: ")
     assert list(tmp_path.iterdir()) == []
+
+
+# --- a model known by its shape or size only (no directory, no tokenizer) ------------------
+
+
+def test_public_shapes_have_their_published_parameter_counts() -> None:
+    published = {  # the model cards' and config.json's totals
+        "7b": 6_738_415_616,  # Llama-2-7B
+        "13b": 13_015_864_320,  # Llama-2-13B
+        "8b": 8_030_261_248,  # Llama-3-8B
+        "70b": 70_553_706_496,  # Llama-3-70B
+        "qwen2.5-0.5b": 494_032_768,
+        "smollm2-135m": 134_515_008,
+    }
+    for name, count in published.items():
+        assert shapes.from_public(name).parameters == pytest.approx(count, rel=1e-3), name
+
+
+def test_a_bare_parameter_count_takes_llama_2_proportions() -> None:
+    """Llama-2's rule (width 128 a layer, 128-wide heads, feed-forward 8/3 rounded to 256)
+    gives Llama-2-7B and -13B exactly when asked for 7e9 and 13e9."""
+    for count, name in ((7e9, "llama2-7b"), (13e9, "llama2-13b")):
+        spec = shapes.from_parameters(count, 4096, None, tied=False)
+        public = shapes.from_public(name)
+        assert spec.shape.as_dict(spec.vocab) == public.shape.as_dict(public.vocab)
+        assert spec.parameters == public.parameters
+
+
+def test_finetuning_priced_from_a_parameter_count_without_a_model_or_data() -> None:
+    request = Request("lora", params=7e9, tokens=2_000_000, device="a10g", price_per_hour=2.0)
+    result = estimate(request)
+    assert result["model"]["shape_assumed"] is True
+    assert result["model"]["shape"]["layers"] == 32 and result["model"]["shape"]["dim"] == 4096
+    # 2M tokens as 1,024-token examples (max_length), 5% held out, batches of 4
+    examples = -(-2_000_000 // 1024)
+    held_out = int(examples * 0.05)
+    assert result["data"]["examples"] == examples
+    assert result["steps"] == -(-(examples - held_out) // 4)
+    assert result["trained_tokens"] == (examples - held_out) * 1024
+    assert result["money"] == pytest.approx(2.0 * result["seconds"]["total"] / 3600)
+    # the frozen base is never written to a checkpoint: adapters and AdamW moments only
+    trainable = result["model"]["trainable_parameters"]
+    assert result["seconds"]["checkpoints"] == pytest.approx(
+        4 * 3 * 4 * trainable / 300e6  # steps 465: checkpoints at 100, 200, 300, 400
+    )
+    full = estimate(Request("full", params=7e9, tokens=2_000_000, device="a10g"))
+    assert full["flops"] > result["flops"]
+    assert full["memory_bytes"]["optimizer"] == 8 * full["model"]["parameters"]
+    assert full["fits"] is False and result["memory_bytes"]["weights"] < 14.5e9
+
+
+def test_a_token_plan_counts_grad_accumulation_and_the_short_last_batch() -> None:
+    from ragtune.train.config import TrainConfig
+    from ragtune.train.estimate.training import finetune_token_plan
+
+    model = shapes.from_public("smollm2-135m", 128)
+    config = TrainConfig(max_length=128, batch_size=4, grad_accum=2, eval_fraction=0.0)
+    plan = finetune_token_plan(config, model, 10 * 128)  # 10 examples: 4 + 4 + 2
+    assert plan.steps == 2
+    # step 1: two full batches; step 2: the short one, then wrapped to the first
+    assert plan.batches == {Batch(4, 128, 512, 512): 3, Batch(2, 128, 256, 256): 1}
+    assert plan.eval_batches == [] and plan.evaluations == 0
+
+
+def test_a_public_shape_names_the_model_of_a_finetune_or_pretrain_estimate() -> None:
+    lora = estimate(Request("lora", model="8b", tokens=100_000, device="h100"))
+    assert lora["model"]["name"] == "llama3-8b" and lora["model"]["shape"]["kv_heads"] == 8
+    pretrain = estimate(Request("pretrain", model="qwen2.5-0.5b", tokens=10**9, device="h100"))
+    assert pretrain["model"]["parameters"] == shapes.from_public("qwen2.5-0.5b").parameters
+
+
+def test_data_without_a_tokenizer_to_count_it_is_refused(tmp_path: Path) -> None:
+    data = alpaca(tmp_path / "data.json")
+    with pytest.raises(EstimateError, match="--tokens"):
+        estimate(Request("lora", [data], params=7e9, device="a10g"))
+    with pytest.raises(EstimateError, match="not both"):
+        estimate(Request("lora", model="7b", params=7e9, tokens=10, device="a10g"))
+
+
+def test_cli_prices_lora_from_a_parameter_count_and_tokens_in_e_notation(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    args = ("estimate", "lora", "--params", "7e9", "--tokens", "2e6", "--device", "a10g")
+    done = run_cli_in_process(capsys, monkeypatch, *args, "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["data"]["tokens"] == 2_000_000
+    shown = run_cli_in_process(capsys, monkeypatch, *args)
+    assert shown.returncode == 0 and "shape assumed" in shown.stdout
+    bad = run_cli_in_process(capsys, monkeypatch, *args[:-2], "--tokens", "inf")
+    assert bad.returncode == 1 and "--tokens" in bad.stderr
+
+
+# --- the terms of this machine's model, on a constructed machine -----------------------------
+
+
+def machine(**figures: object) -> hardware.Machine:
+    """A measured machine, its figures given (round numbers, so results are exact)."""
+    values: dict[str, object] = {
+        "cpu": "test",
+        "threads": 1,
+        "torch": "t",
+        "matmul": {64: 1e11, 2048: 1e11},
+        "bandwidth": 1e10,
+        "element_seconds": 1e-9,
+        "baseline_rss": 4e8,
+        "startup_seconds": 3.0,
+        "memory_bytes": 2**34,
+        "probe": dict.fromkeys(
+            ("step_fixed", "layer_full", "lora_fixed", "layer_lora", "eval_fixed", "layer_eval"),
+            0.0,
+        ),
+    }
+    values.update(figures)
+    return hardware.Machine(**values)  # type: ignore[arg-type]
+
+
+def test_the_matmul_rate_at_few_rows_is_measured_not_assumed() -> None:
+    flat = machine(matmul={64: 1e11}, matmul_few={64: 1e11})
+    assert flat.matmul_rate(128, 64, 64) == pytest.approx(1e11)  # measured flat: stays flat
+    falling = machine(matmul={64: 1e11}, matmul_few={64: 2.5e10})
+    rows = hardware.FEW_ROWS, 128, 256, hardware.ROWS
+    rates = [falling.matmul_rate(r, 64, 64) for r in rows]
+    assert rates[0] == pytest.approx(2.5e10) and rates[-1] == pytest.approx(1e11)
+    assert rates == sorted(rates)  # between the two counts measured: log-linear, rising
+    assert falling.matmul_rate(hardware.FEW_ROWS // 2, 64, 64) == pytest.approx(1.25e10)
+
+
+def test_lora_dropout_costs_its_measured_price_on_every_adapted_input() -> None:
+    model = shapes.from_dimensions(2, 64, 4, 4, 128, 32, 100)
+    where = hardware.Hardware("this", 1, None, None, machine=machine(dropout_seconds=1e-8))
+    batch = Batch(2, 32, 64, 64)
+    with_dropout = compute.batch_seconds(where, model, Method("lora", lora_dropout=0.05), batch)
+    without = compute.batch_seconds(where, model, Method("lora", lora_dropout=0.0), batch)
+    inputs = 2 * (64 * 6 + 128)  # layers x (q, k, v, o, gate, up: 64 wide; down: 128)
+    assert with_dropout - without == pytest.approx(64 * inputs * 1e-8)
+
+
+def test_logits_cost_their_measured_price_per_pass() -> None:
+    model = shapes.from_dimensions(1, 64, 4, 4, 128, 32, 1000)
+    where = hardware.Hardware("this", 1, None, None, machine=machine(logit_seconds=1e-8))
+    cheap = hardware.Hardware("this", 1, None, None, machine=machine(logit_seconds=0.0))
+    batch = Batch(1, 32, 10, 32)
+    for name, passes in (("lora", 1.0), ("pretrain", 1.0)):
+        extra = compute.batch_seconds(where, model, Method(name), batch) - compute.batch_seconds(
+            cheap, model, Method(name), batch
+        )
+        unmeasured = 4 * 1e-9  # without a measurement: 4 element-wise passes
+        assert extra == pytest.approx(10 * 1000 * (1e-8 - unmeasured) * passes)
+    full = compute.batch_seconds(where, model, Method("full"), batch)
+    lora = compute.batch_seconds(where, model, Method("lora"), batch)
+    assert full > lora  # a trained head recomputes its chunk: 1.5 passes, and its gradients
+
+
+def test_a_large_trained_vocabulary_pays_fresh_pages_for_its_dense_gradients() -> None:
+    fast = machine(fresh_page_seconds=0.0)
+    faulting = machine(fresh_page_seconds=1e-6)
+    big = shapes.from_dimensions(1, 576, 9, 3, 1536, 32, 49152)  # SmolLM2's vocabulary
+    small = shapes.from_dimensions(1, 256, 4, 4, 704, 32, 2048)  # a 2 MB table
+    batch = Batch(2, 128, 128, 256)
+    table = 49152 * 576 * 4
+    extra = compute.dense_gradient_seconds(faulting, big, Method("full"), batch)
+    extra -= compute.dense_gradient_seconds(fast, big, Method("full"), batch)
+    assert extra == pytest.approx(2 * table / 4096 * 1e-6)  # the embedding's and one chunk's
+    assert compute.dense_gradient_seconds(faulting, small, Method("full"), batch) == (
+        compute.dense_gradient_seconds(fast, small, Method("full"), batch)
+    )
+    where = hardware.Hardware("this", 1, None, None, machine=faulting)
+    with_pages = compute.batch_seconds(where, big, Method("lora"), batch)
+    assert with_pages == compute.batch_seconds(
+        hardware.Hardware("this", 1, None, None, machine=fast), big, Method("lora"), batch
+    )  # a frozen vocabulary has no gradient
+
+
+def test_bpe_tokens_are_counted_by_the_vocabularys_measured_characters_a_token() -> None:
+    from ragtune.train.estimate.training import chars_per_bpe_token
+
+    assert chars_per_bpe_token(2048) == pytest.approx(2.87)
+    assert chars_per_bpe_token(8192) == pytest.approx(3.3)
+    assert chars_per_bpe_token(256) == 1.0 and chars_per_bpe_token(65536) == 3.3
+    counts = [chars_per_bpe_token(v) for v in (300, 1024, 2048, 4096, 8192)]
+    assert counts == sorted(counts)
+
+
+def test_pretraining_memory_starts_from_its_own_process_and_what_tokenizing_kept(
+    tmp_path: Path,
+) -> None:
+    from ragtune.train.config import build_settings
+    from ragtune.train.estimate.training import (
+        BPE_TRAINING_BYTES_PER_CHAR,
+        ENCODING_BYTES_PER_CHAR,
+        ENCODING_BYTES_PER_TOKEN,
+        finetune_token_plan,
+        pretrain_plan,
+        price,
+    )
+    from ragtune.train.pretrain.config import PretrainConfig
+
+    text = tmp_path / "corpus.txt"
+    text.write_text("to be or not to be, that is the question.\n" * 500)
+    chars = len(text.read_text())
+    where = hardware.Hardware("this", 1, None, None, machine=machine(pretrain_rss=3e8))
+    settings = {"data": str(text), "tokenizer": "char", "size": "1m", "max_steps": 2}
+    char = pretrain_plan(build_settings(None, settings, PretrainConfig), None, None)
+    assert char.host_bytes == (ENCODING_BYTES_PER_CHAR + ENCODING_BYTES_PER_TOKEN) * chars
+    assert price(char, where).memory.process == 3e8 + char.host_bytes
+    bpe = pretrain_plan(
+        build_settings(None, {**settings, "tokenizer": "bpe"}, PretrainConfig), None, None
+    )
+    per_char = ENCODING_BYTES_PER_CHAR + BPE_TRAINING_BYTES_PER_CHAR
+    tokens = bpe.data["tokens"]
+    assert bpe.host_bytes == per_char * chars + ENCODING_BYTES_PER_TOKEN * tokens
+    given = pretrain_plan(build_settings(None, settings, PretrainConfig), None, 10_000)
+    assert given.host_bytes == 0  # --tokens: no corpus read, nothing measured to keep
+    from ragtune.train.config import TrainConfig
+
+    lora = finetune_token_plan(TrainConfig(max_length=64), shapes.from_public("smollm2-135m"), 640)
+    assert price(lora, where).memory.process == 4e8  # fine-tuning: the full baseline
+
+
+def test_the_first_step_pays_fresh_pages_for_gradients_and_adamw_states() -> None:
+    model = shapes.from_public("smollm2-135m")
+    where = hardware.Hardware("this", 1, None, None, machine=machine(fresh_page_seconds=1e-6))
+    full = compute.first_touch_seconds(where, model, Method("full"))
+    assert full == pytest.approx(3 * 4 * model.parameters / 4096 * 1e-6)
+    lora = compute.first_touch_seconds(where, model, Method("lora"))
+    assert lora == pytest.approx(3 * 4 * compute.lora_parameters(model, 16) / 4096 * 1e-6)
+    assert (
+        compute.first_touch_seconds(hardware.hardware("h100", measure=False), model, Method("full"))
+        == 0
+    )
+
+
+def test_rag_prices_its_questions_with_an_answering_model_of_a_given_size(tmp_path: Path) -> None:
+    (tmp_path / "a.txt").write_text("The dark energy potion tastes of plums. " * 20)
+    small = estimate(Request("rag", [tmp_path], model="qwen2.5-0.5b", device="l4"))
+    big = estimate(Request("rag", [tmp_path], params=7e9, device="l4"))
+    assert big["model"]["parameters"] == shapes.from_public("7b").parameters
+    assert small["model"]["parameters"] == shapes.from_public("qwen2.5-0.5b").parameters
+    slow, fast = big["rag"]["question_seconds"], small["rag"]["question_seconds"]
+    assert slow["generation"] / fast["generation"] == pytest.approx(
+        big["model"]["parameters"] / small["model"]["parameters"]  # fp16 weights read a token
+    )

@@ -19,7 +19,9 @@ from ragtune.terminal import out
 if TYPE_CHECKING:
     from ragtune.eval.squad import Question
 
-DEFAULT_ROUTES = "base,rag,lora,lora+rag,pretrain"
+# Written out, not imported, so --help loads nothing (held equal to budget.DEFAULT_ROUTES
+# by a test).
+DEFAULT_ROUTES = "base,rag,lora,lora-aug,lora+rag,pretrain"
 
 
 def compare_command(
@@ -29,7 +31,10 @@ def compare_command(
         str, typer.Option(help="Time for the whole comparison: 90s, 20m, 1h.")
     ] = "30m",
     routes: Annotated[
-        str, typer.Option(help="Comma list of base, rag, lora, lora+rag, pretrain.")
+        str,
+        typer.Option(
+            help="Comma list of base, rag, lora, lora-aug, lora+rag, lora-aug+rag, pretrain."
+        ),
     ] = DEFAULT_ROUTES,
     qa: Annotated[
         Path | None,
@@ -52,22 +57,55 @@ def compare_command(
             "--base-model", help="The model fine-tuned by lora (default: bundled SmolLM2)."
         ),
     ] = None,
+    llm_questions: Annotated[
+        int,
+        typer.Option(
+            "--llm-questions",
+            min=0,
+            help="Also ask the model to write up to N questions (kept only if they pass "
+            "the checks); counts against the budget.",
+        ),
+    ] = 0,
+    llm_paraphrases: Annotated[
+        bool,
+        typer.Option(
+            "--llm-paraphrases",
+            help="lora-aug: also train on the model's rewordings of each fact (checked).",
+        ),
+    ] = False,
+    scale_model: Annotated[
+        str, typer.Option(help="At-scale estimate: the model's parameters (7b, 1.5b, 7e9).")
+    ] = "7b",
+    scale_device: Annotated[
+        str,
+        typer.Option(help="At-scale estimate: a GPU profile (t4, a10g, l4, a100-80g, h100, ...)."),
+    ] = "a10g",
+    scale_gpus: Annotated[int, typer.Option(min=1, help="At-scale estimate: GPUs.")] = 1,
+    scale_price: Annotated[
+        float | None,
+        typer.Option(help="At-scale estimate: US$ an hour for all GPUs (default: the profile's)."),
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seed for the generated questions.")] = 0,
     resume: Annotated[bool, typer.Option(help="Skip the arms an earlier run finished.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace an earlier report.")] = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Compare the base model, RAG, LoRA fine-tuning, both, and a model pretrained from
-    scratch on the same held-out questions; write report.md, report.html, results.json.
+    """Compare the base model, RAG, LoRA fine-tuning (plain and on augmented records),
+    each with RAG, and a model pretrained from scratch on the same held-out questions;
+    write report.md, report.html, results.json. Each arm is also priced at scale with
+    ragtune estimate (default: a 7B model on one A10G at the profile's price).
 
     Example: ragtune compare --index ./shop-index -o shop-report --budget 20m
     """
     from ragtune.eval.compare.budget import parse_budget, parse_routes
+    from ragtune.eval.compare.scale import Scale, check_scale, parse_model_size
 
     seconds = parse_budget(budget)  # cheap checks first: one-line errors before any loading
     chosen = parse_routes(routes)
     if resume and overwrite:
         raise RagtuneError("--resume and --overwrite: choose one")
+    scale = Scale(parse_model_size(scale_model), scale_device, scale_gpus, scale_price)
+    check_scale(scale)
     _check_output(output, resume, overwrite)
 
     from ragtune import VectorStoreIndex  # with the query engine registered
@@ -75,9 +113,13 @@ def compare_command(
     from ragtune.eval.compare.report import write_reports
     from ragtune.eval.compare.run import Plan, run_comparison
 
+    began = time.perf_counter()
     answerable, declined, source = _questions(
         index, qa, output, questions, unanswerable, seed, resume
     )
+    question_stats: dict[str, Any] = {}
+    if source == "generated from the index's chunks":
+        question_stats["generation"] = {"templated": len(answerable)}
 
     def query_engine(directory: Path, model: Any) -> Any:
         return VectorStoreIndex.load(directory).as_query_engine(llm=model)
@@ -90,6 +132,7 @@ def compare_command(
         query_engine=query_engine,
         base_model=base_model,
         llm=llm,
+        llm_paraphrases=llm_paraphrases,
     )
     plan = Plan(
         index_dir=index,
@@ -102,10 +145,17 @@ def compare_command(
         context=context,
         costs=context.costs,
         rag_freshness=lambda asked: rag_freshness(asked, context.shared.get("llm")),
+        scale=scale,
+        question_stats=question_stats,
     )
     from ragtune.eval.compare.run import check_fits
 
     check_fits(plan)  # before any question file is written
+    if llm_questions and "generation" in question_stats:
+        written = _written_questions(index, context, answerable, llm_questions, seed)
+        answerable += written.questions
+        question_stats["generation"]["llm"] = written.stats()
+    plan.spent_before_s = time.perf_counter() - began
     _save_questions(output, answerable, declined)
     with _arm_progress() as progress:
         results = run_comparison(plan, resume=resume, progress=progress)
@@ -186,6 +236,39 @@ def _questions(
     if not made:
         raise RagtuneError(f"{index}: no sentence in the index gives a question; use --qa")
     return made, declined, "generated from the index's chunks"
+
+
+def _written_questions(
+    index: Path, context: Any, existing: list[Question], tries: int, seed: int
+) -> Any:
+    """Model-written questions that pass the checks, with retrieval over the index
+    (its default top k) deciding whether a question finds its source chunk."""
+    from ragtune.eval.compare.arms import chat_generator, index_chunks
+    from ragtune.eval.questions_from_docs import QUESTION_TOKENS, Chunk, llm_questions
+    from ragtune.index.vector_index import VectorStoreIndex
+    from ragtune.llm.factory import load_llm
+
+    model = context.shared.get("llm") or load_llm(context.llm)
+    context.shared["llm"] = model
+    loaded = VectorStoreIndex.load(index)
+    retriever = loaded.as_retriever()
+
+    def finds_source(question: str, chunk: Chunk) -> bool:
+        try:
+            found = retriever.retrieve(question)
+        except RagtuneError:  # a question the retriever refuses (too long) finds nothing
+            return False
+        return any(
+            hit.node.metadata.get("url") == chunk.url and hit.node.text == chunk.text
+            for hit in found
+        )
+
+    try:
+        chunks = index_chunks(index)
+        generate = chat_generator(model, QUESTION_TOKENS)
+        return llm_questions(chunks, generate, finds_source, existing, tries, seed)
+    finally:
+        loaded.close()
 
 
 def _save_questions(output: Path, answerable: list[Question], declined: list[Question]) -> None:

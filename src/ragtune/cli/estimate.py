@@ -4,12 +4,14 @@ ragtune.train.estimate. The library is imported only when the command runs."""
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.text import Text
 
+from ragtune.errors import EstimateError
 from ragtune.terminal import out
 
 Opt = typer.Option
@@ -28,15 +30,18 @@ def estimate_command(
         Opt(
             "--model",
             "-m",
-            help="A model directory, a .gguf, or a size (1m ... 125m). Default: SmolLM2 "
+            help="A model directory, a .gguf, a public shape (7b, 8b, 13b, 70b, "
+            "llama3-8b, qwen2.5-7b ...) or a size (1m ... 125m). Default: SmolLM2 "
             "(rag, lora, full) or the recipe's size (pretrain).",
         ),
     ] = None,
     params: Annotated[
-        MaybeFloat, Opt("--params", help="A parameter count (7e9): a shape is assumed.")
+        MaybeFloat,
+        Opt("--params", help="A parameter count (7e9): Llama-2's proportions are assumed."),
     ] = None,
     tokens: Annotated[
-        MaybeInt, Opt("--tokens", help="The data's tokens, instead of reading data (pretrain).")
+        MaybeFloat,
+        Opt("--tokens", help="The data's tokens (2e6), instead of reading data."),
     ] = None,
     config: Annotated[
         Path | None, Opt("--config", "-c", help="The run's YAML recipe (finetune or pretrain).")
@@ -125,7 +130,7 @@ def estimate_command(
         data=list(data or []),
         model=model,
         params=params,
-        tokens=tokens,
+        tokens=_token_count(tokens),
         recipe=config,
         settings=settings,
         device=device,
@@ -141,6 +146,15 @@ def estimate_command(
         out.print_json(json.dumps(result))
         return
     _print_table(result)
+
+
+def _token_count(tokens: float | None) -> int | None:
+    """--tokens as a whole number (``2e6`` is accepted); routes checks it is positive."""
+    if tokens is None:
+        return None
+    if not math.isfinite(tokens):
+        raise EstimateError(f"--tokens must be a positive number, not {tokens}")
+    return round(tokens)
 
 
 def _print_table(result: dict[str, object]) -> None:

@@ -16,6 +16,14 @@ Each question keeps its gold span, the chunk it came from (its ``context``), the
 chunk's URL (``title``) and the chunk id (``id`` is ``URL#chunkN:qK``), so the set is
 written as SQuAD JSON (``squad.squad_json``) that ``ragtune eval answers --qa`` reads.
 
+**Model-written** (``llm_questions``, optional): the LLM is shown a fact sentence and
+its answer span and asked for a question; the question is kept only if it passes
+every check: it is one line ending in "?" of 4 to 40 words, the gold span is not in it,
+it is no repeat of a question already made, and retrieval over the index finds its
+source chunk in the top k. Candidates are the facts the templated questions did not
+take. A small model (the bundled SmolLM2-135M) fails most checks; how many were kept
+and why the others were dropped is reported.
+
 **Unanswerable** questions ask the same templates about products that are not in the
 index: names from a fixed list, kept only when none of their words occurs anywhere in
 the corpus.
@@ -33,8 +41,9 @@ from __future__ import annotations
 
 import random
 import re
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 
 from ragtune.eval.answers import normalise_answer
 from ragtune.eval.squad import Question
@@ -268,6 +277,109 @@ def questions_from_chunks(
                 break
             chosen.append(made.pop(0))
     return chosen
+
+
+# One worked example first: a model that writes prose around its question still shows
+# the shape wanted. The example's facts are the unanswerable list's kind (not the corpus).
+QUESTION_PROMPT = (
+    "Write a question for the sentence; the answer to the question is given.\n\n"
+    "Sentence: The Blue Teapot holds 2 litres of tea.\nAnswer: 2 litres\n"
+    "Question: How much tea does the Blue Teapot hold?\n\n"
+    "Sentence: {sentence}\nAnswer: {answer}\nQuestion:"
+)
+QUESTION_TOKENS = 40
+
+
+@dataclass
+class WrittenQuestions:
+    """The model-written questions kept, and what the checks dropped (by reason)."""
+
+    questions: list[Question] = field(default_factory=list)
+    tried: int = 0
+    dropped: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def stats(self) -> dict[str, object]:
+        return {
+            "tried": self.tried,
+            "kept": len(self.questions),
+            "dropped": dict(self.dropped),
+            "seconds": self.seconds,
+        }
+
+
+def llm_questions(
+    chunks: Sequence[Chunk],
+    generate: Callable[[str], str],
+    finds_source: Callable[[str, Chunk], bool],
+    existing: Sequence[Question],
+    tries: int,
+    seed: int = 0,
+) -> WrittenQuestions:
+    """Up to ``tries`` model-written questions (``generate`` takes a prompt, returns the
+    reply), each about a fact sentence no question in ``existing`` asks about, kept only
+    when it passes the checks (module docstring); ``finds_source(question, chunk)`` says
+    whether retrieval finds the question's source chunk."""
+    taken = {_fact_key(q.answers[0], s) for q in existing for s in sentences(q.context)}
+    taken = {key for key in taken if key[0] in key[1]}
+    asked = {normalise_answer(q.question) for q in existing}
+    candidates = [
+        (chunk, sentence, answer)
+        for chunk in chunks
+        for sentence in sentences(chunk.text)
+        for _question, answer in sentence_questions(sentence)
+        if _fact_key(answer, sentence) not in taken
+    ]
+    random.Random(seed).shuffle(candidates)
+    made = WrittenQuestions()
+    began = time.perf_counter()
+    for chunk, sentence, answer in candidates[:tries]:
+        made.tried += 1
+        reply = generate(QUESTION_PROMPT.format(answer=answer, sentence=sentence))
+        question = written_question(reply)
+        reason = _question_problem(question, answer, asked)
+        if reason is None and not finds_source(question, chunk):
+            reason = "source chunk not retrieved"
+        if reason is not None:
+            made.dropped[reason] = made.dropped.get(reason, 0) + 1
+            continue
+        asked.add(normalise_answer(question))
+        made.questions.append(
+            Question(
+                id=f"{chunk.id}:llm{len(made.questions)}",
+                question=question,
+                answers=(answer,),
+                context=chunk.text,
+                title=chunk.url,
+            )
+        )
+    made.seconds = time.perf_counter() - began
+    return made
+
+
+def written_question(reply: str) -> str:
+    """The question in a model's reply: its first line, less a "Question:" label, up to
+    and with its first "?" (a model may go on to explain)."""
+    line = (reply.strip().splitlines() or [""])[0].strip()
+    line = re.sub(r"^question\s*:\s*", "", line, flags=re.IGNORECASE).strip().strip('"')
+    mark = line.find("?")
+    return line[: mark + 1].strip() if mark >= 0 else line
+
+
+def _question_problem(question: str, answer: str, asked: set[str]) -> str | None:
+    words = question.split()
+    if not question.endswith("?") or not _MIN_WORDS <= len(words) <= _MAX_WORDS:
+        return "not a question"
+    normal = f" {normalise_answer(question)} "
+    if f" {normalise_answer(answer)} " in normal:
+        return "answer in the question"
+    if normalise_answer(question) in asked:
+        return "duplicate"
+    return None
+
+
+def _fact_key(answer: str, sentence: str) -> tuple[str, str]:
+    return normalise_answer(answer), normalise_answer(sentence)
 
 
 def unanswerable_questions(chunks: Iterable[Chunk], count: int, seed: int = 0) -> list[Question]:

@@ -3,7 +3,8 @@
 **The rule** (``allocate``). Every arm's smallest run is estimated (``ArmCosts``:
 model load, its questions, the fewest training steps worth taking). While the
 estimates add up to more than the budget, arms are dropped in ``DROP_ORDER``
-(lora+rag, pretrain, lora, base, rag: the baselines last); a dropped arm is reported
+(the +rag arms, pretrain, the LoRA arms, base, rag: the baselines last), and an arm
+dropped on the way that fits beside the rest is taken back; a dropped arm is reported
 with its estimate. What is left over is shared among the kept training arms by weight
 (``WEIGHTS``) and buys them more steps (``training_steps``); with no training arm kept
 it is slack. The split is made again before each arm from the time really left, so
@@ -17,8 +18,22 @@ from dataclasses import dataclass
 
 from ragtune.errors import RagtuneError
 
-ROUTES = ("base", "rag", "lora", "lora+rag", "pretrain")
-WEIGHTS = {"base": 1.0, "rag": 2.0, "lora": 4.0, "lora+rag": 2.0, "pretrain": 3.0}
+# The order arms run in and the report's columns: plain and augmented LoRA side by side.
+ROUTES = ("base", "rag", "lora", "lora-aug", "lora+rag", "lora-aug+rag", "pretrain")
+# What runs when --routes is not given: every route but lora-aug+rag, which adds little
+# beside lora+rag and costs the slowest questions of all (PyTorch generation over RAG prompts).
+DEFAULT_ROUTES = ("base", "rag", "lora", "lora-aug", "lora+rag", "pretrain")
+WEIGHTS = {
+    "base": 1.0,
+    "rag": 2.0,
+    "lora": 4.0,
+    "lora+rag": 2.0,
+    "lora-aug": 4.0,
+    "lora-aug+rag": 2.0,
+    "pretrain": 3.0,
+}
+# The arm whose adapter a "+rag" arm answers with.
+ADAPTER_OF = {"lora+rag": "lora", "lora-aug+rag": "lora-aug"}
 _BUDGET = re.compile(r"^(\d+(?:\.\d+)?)(s|m|h)$")
 _UNIT_SECONDS = {"s": 1.0, "m": 60.0, "h": 3600.0}
 
@@ -36,7 +51,7 @@ def parse_budget(text: str) -> float:
 
 def parse_routes(text: str) -> list[str]:
     """A comma list of routes, in the order ``ROUTES`` runs them; unknown or repeated
-    names raise RagtuneError. ``lora+rag`` needs ``lora`` (its adapter)."""
+    names raise RagtuneError. A "+rag" arm needs the arm it takes its adapter from."""
     names = [name.strip() for name in text.split(",") if name.strip()]
     unknown = [name for name in names if name not in ROUTES]
     if unknown or not names:
@@ -47,8 +62,11 @@ def parse_routes(text: str) -> list[str]:
         )
     if len(set(names)) != len(names):
         raise RagtuneError(f"a route is named twice in {text!r}")
-    if "lora+rag" in names and "lora" not in names:
-        raise RagtuneError("route lora+rag needs route lora too (it uses lora's adapter)")
+    for combined, trained in ADAPTER_OF.items():
+        if combined in names and trained not in names:
+            raise RagtuneError(
+                f"route {combined} needs route {trained} too (it uses {trained}'s adapter)"
+            )
     return [name for name in ROUTES if name in names]
 
 
@@ -76,6 +94,8 @@ def question_seconds(route: str, questions: int, costs: ArmCosts) -> float:
         "rag": costs.rag_question_s,
         "lora": costs.transformers_question_s,
         "lora+rag": costs.rag_transformers_question_s,
+        "lora-aug": costs.transformers_question_s,
+        "lora-aug+rag": costs.rag_transformers_question_s,
         "pretrain": costs.closed_book_question_s / 3,
     }[route]
     extra = costs.freshness_rag_s if route == "rag" else 0.0
@@ -84,26 +104,37 @@ def question_seconds(route: str, questions: int, costs: ArmCosts) -> float:
 
 def minimum_seconds(route: str, questions: int, costs: ArmCosts) -> float:
     """The least an arm can be run in: its questions plus the smallest training run."""
+    lora = costs.min_lora_steps * costs.lora_step_s + costs.model_load_s
     training = {
-        "lora": costs.min_lora_steps * costs.lora_step_s + costs.model_load_s,
+        "lora": lora,
+        "lora-aug": lora,
         "pretrain": costs.min_pretrain_steps * costs.pretrain_step_s,
     }.get(route, 0.0)
     return question_seconds(route, questions, costs) + training
 
 
-TRAINING = ("lora", "pretrain")
+TRAINING = ("lora", "lora-aug", "pretrain")
 # Which arm goes first when they do not all fit: the comparison's baselines (RAG and
-# the base model) last. lora goes after lora+rag, which needs its adapter.
-DROP_ORDER = ("lora+rag", "pretrain", "lora", "base", "rag")
+# the base model) last, plain LoRA (the literature's usual fine-tuning) after the
+# augmented one. A "+rag" arm goes before the arm whose adapter it needs.
+DROP_ORDER = ("lora-aug+rag", "lora+rag", "pretrain", "lora-aug", "lora", "base", "rag")
 
 
 def allocate(routes: list[str], budget_s: float, needs: dict[str, float]) -> dict[str, float]:
     """Each kept route's share of ``budget_s`` (see the module docstring); a route
     left out of the answer does not fit."""
     kept = list(routes)
+    dropped: list[str] = []
     while kept and sum(needs[route] for route in kept) > budget_s:
-        dropped = next(route for route in DROP_ORDER if route in kept)
-        kept.remove(dropped)
+        dropped.append(next(route for route in DROP_ORDER if route in kept))
+        kept.remove(dropped[-1])
+    # A smaller arm dropped before a bigger one may fit beside the rest: taken back, the
+    # last dropped first (a "+rag" arm only beside the arm whose adapter it needs).
+    for route in reversed(dropped[:-1]):
+        fits = sum(needs[name] for name in kept) + needs[route] <= budget_s
+        if fits and ADAPTER_OF.get(route, route) in kept + [route]:
+            kept.append(route)
+    kept = [route for route in routes if route in kept]
     surplus = budget_s - sum(needs[route] for route in kept)
     weights = {route: WEIGHTS[route] for route in kept if route in TRAINING}
     total = sum(weights.values())
@@ -116,6 +147,6 @@ def allocate(routes: list[str], budget_s: float, needs: dict[str, float]) -> dic
 def training_steps(route: str, seconds: float, questions: int, costs: ArmCosts) -> int:
     """How many optimizer steps fit in ``seconds`` once the questions are paid for."""
     left = seconds - question_seconds(route, questions, costs)
-    if route == "lora":
+    if route in ("lora", "lora-aug"):
         return max(costs.min_lora_steps, int((left - costs.model_load_s) / costs.lora_step_s))
     return max(costs.min_pretrain_steps, int(left / costs.pretrain_step_s))

@@ -27,6 +27,8 @@ INFRASTRUCTURE = {
     "rag": "an index (embedder + vector store) beside the model; sync to stay fresh",
     "lora": "a training run (PyTorch, PEFT); an adapter to serve with the model",
     "lora+rag": "both: a training run and an index",
+    "lora-aug": "as lora, plus the restated records (generated offline)",
+    "lora-aug+rag": "as lora-aug, plus an index",
     "pretrain": "a training run from scratch; its tokenizer and model to serve",
 }
 EXPERTISE = {
@@ -34,6 +36,8 @@ EXPERTISE = {
     "rag": "low: ingest, then ask",
     "lora": "medium: a recipe, steps and learning rate to choose",
     "lora+rag": "medium: both of the above",
+    "lora-aug": "medium-high: a recipe, and augmentation that keeps the test questions out",
+    "lora-aug+rag": "medium-high: both of the above",
     "pretrain": "high: model size, tokenizer, schedule",
 }
 DATA = {
@@ -41,6 +45,8 @@ DATA = {
     "rag": "the documents as they are",
     "lora": "the documents as training text",
     "lora+rag": "the documents, twice: training text and index",
+    "lora-aug": "the documents, plus each fact restated as several question/answer records",
+    "lora-aug+rag": "lora-aug's records, and the documents as an index",
     "pretrain": "the documents as the whole training corpus",
 }
 
@@ -100,6 +106,7 @@ def summary_rows(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
         done(
             lambda _r, a: (
                 f"{_seconds(a['preparation']['wall_s'])}, {a['preparation']['cpu_hours']:.4f} CPU-h"
+                + _stopped(a)
             ),
             explain=True,
         ),
@@ -151,13 +158,36 @@ def summary_rows(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
         ),
     )
     row("freshness (time to answer a changed fact)", done(lambda _r, a: _freshness(a)))
-    row(
-        "at scale (ragtune estimate)",
-        lambda _r, a: (
-            "n/a" if not a.get("estimate") else str(a["estimate"].get("summary", a["estimate"]))
-        ),
-    )
+    scale = results.get("scale")
+    if scale:
+        row(f"at scale (estimate): {_scale_label(scale)}", lambda _r, a: _at_scale(a))
     return header, rows
+
+
+def _stopped(arm: dict[str, Any]) -> str:
+    """The mark of an arm cut short by the budget: what it kept."""
+    if not arm.get("stopped_at_budget"):
+        return ""
+    notes = arm.get("notes") or {}
+    if "steps_run" in notes:
+        return (
+            f" (stopped at its budget share: {notes.get('steps')} of "
+            f"{notes.get('planned_steps')} planned steps kept)"
+        )
+    return f" (stopped: the budget ran out; questions not asked: {arm.get('unasked', 0)})"
+
+
+def _scale_label(scale: dict[str, Any]) -> str:
+    price = scale.get("price_per_hour")
+    shown = f" at ${price:.2f}/h" if price is not None else ""
+    return f"{scale['described']}{shown}, the whole corpus"
+
+
+def _at_scale(arm: dict[str, Any]) -> str:
+    estimate = arm.get("estimate")
+    if not estimate:
+        return "n/a"
+    return str(estimate.get("summary", "n/a"))
 
 
 def _freshness(arm: dict[str, Any]) -> str:
@@ -191,8 +221,64 @@ def markdown_report(results: dict[str, Any]) -> str:
         "measured preparation time is shown. Peak memory is the process's high-water "
         "mark when the arm finished.",
         "",
+        *(f"- {line}" for line in report_notes(results)),
+        "",
     ]
     return "\n".join(lines)
+
+
+def report_notes(results: dict[str, Any]) -> list[str]:
+    """How the questions and the augmented records were made, and the at-scale
+    estimate's caveats: one sentence each."""
+    notes: list[str] = []
+    made = results["questions"].get("generation") or {}
+    if made:
+        text = f"Questions: {made.get('templated', 0)} templated/cloze from the chunks' sentences"
+        llm = made.get("llm")
+        if llm:
+            dropped = ", ".join(f"{n} {why}" for why, n in llm.get("dropped", {}).items())
+            text += (
+                f"; {llm['tried']} written by the model ({llm['seconds']:.0f} s), "
+                f"{llm['kept']} kept, {llm['tried'] - llm['kept']} dropped"
+                + (f" ({dropped})" if dropped else "")
+            )
+        notes.append(text + ".")
+    for route, arm in _arms(results):
+        augmentation = (arm.get("notes") or {}).get("augmentation")
+        if augmentation:
+            notes.append(
+                f"{route}: {augmentation['facts']} fact sentences restated as "
+                f"{augmentation['records']} training records beside the documents; "
+                f"{augmentation['dropped_as_held_out']} left out for holding an evaluation "
+                "question"
+                + (
+                    f"; model-written paraphrases {augmentation['llm_paraphrases_kept']} kept, "
+                    f"{augmentation['llm_paraphrases_dropped']} dropped"
+                    if augmentation["llm_paraphrases_kept"]
+                    or augmentation["llm_paraphrases_dropped"]
+                    else ""
+                )
+                + "."
+            )
+        if arm.get("stopped_at_budget"):
+            notes.append(f"{route}: {arm['notes'].get('stopped', 'stopped at its budget share')}.")
+        estimate = arm.get("estimate") or {}
+        if estimate.get("note"):
+            notes.append(f"{route} at scale: {estimate['note']}.")
+    scale = results.get("scale")
+    if scale:
+        price = scale.get("price_per_hour")
+        priced = (
+            f"${price:.2f}/h, price from the {scale['price_source']}"
+            if price is not None
+            else "no price"
+        )
+        notes.append(
+            f"At scale: {scale['described']} ({scale['label']}, {priced}); "
+            "training arms priced over the whole corpus as the arm counted its tokens, "
+            "times its epochs (`ragtune estimate`)."
+        )
+    return notes
 
 
 def _png(figure: Any) -> str:
@@ -284,6 +370,7 @@ def html_report(results: dict[str, Any]) -> str:
         f"used {e(_seconds(results.get('elapsed_s')))}.</p>",
         _html_table(header, rows),
         f"<p>Budget rule: {e(results['budget_rule'])}.</p>",
+        "<ul>" + "".join(f"<li>{e(line)}</li>" for line in report_notes(results)) + "</ul>",
     ]
     for title, data in plots(results):
         parts.append(f"<h2>{e(title)}</h2>")

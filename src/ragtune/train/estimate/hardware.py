@@ -30,10 +30,13 @@ from ragtune.errors import EstimateError
 from ragtune.runtime import cache_dir
 
 DEFAULT_MFU = 0.4
-# Widths of the matmuls timed: rows x width times width x width, rows as a training batch.
+# Widths of the matmuls timed: rows x width times width x width, rows as a training batch
+# (ROWS) and as a small fine-tuning micro-batch (FEW_ROWS): how the rate falls with fewer
+# rows is measured, never assumed (on an AVX2 EPYC it barely falls down to 64 rows).
 WIDTHS = (32, 64, 128, 256, 512, 1024, 2048)
 ROWS = 768
-CACHE_FORMAT = 4
+FEW_ROWS = 64
+CACHE_FORMAT = 5
 
 
 @dataclass(frozen=True)
@@ -154,33 +157,49 @@ class Machine:
     memory_bytes: int  # physical memory
     probe: dict[str, float]  # a tiny Llama's step costs (probe.py): fixed, per layer
     measured_at: str = ""
+    matmul_few: dict[int, float] = field(default_factory=dict)  # the same at FEW_ROWS rows
+    dropout_seconds: float = 0.0  # one element through dropout, forward and backward
+    pretrain_rss: float = 0.0  # bytes: what pretraining has imported once it built a model
+    logit_seconds: float = 0.0  # one logit through cross-entropy, forward and backward
+    lora_rate: float = 0.0  # FLOP/s of LoRA's rank-16 matmuls (rows x d @ d x 16 and back)
+    attention_rate: float = 0.0  # FLOP/s of causal attention (SDPA), forward and backward
+    fresh_page_seconds: float = 0.0  # first touch of a page the kernel hands out (4 KiB)
 
     def matmul_rate(self, rows: float, inner: float, outer: float) -> float:
-        """FLOP/s of a (rows x inner) @ (inner x outer) matmul, interpolated in log space
-        from the widths measured at the geometric mean of inner and outer, and scaled
-        down when fewer rows than measured leave the kernel too little work."""
+        """FLOP/s of a (rows x inner) @ (inner x outer) matmul: interpolated in log space
+        from the widths measured, at the geometric mean of inner and outer, and between
+        the two row counts measured (ROWS, FEW_ROWS); under FEW_ROWS, in proportion to
+        the rows, as a kernel's register block then holds fewer rows than it computes."""
         import math
 
         width = math.sqrt(max(1.0, inner) * max(1.0, outer))
-        points = sorted(self.matmul.items())
-        if width <= points[0][0]:
-            rate = points[0][1] * width / points[0][0]
-        elif width >= points[-1][0]:
-            rate = points[-1][1]
-        else:
-            rate = points[-1][1]
-            for (w0, r0), (w1, r1) in zip(points, points[1:], strict=False):
-                if w0 <= width <= w1:
-                    share = math.log(width / w0) / math.log(w1 / w0)
-                    rate = math.exp(math.log(r0) + share * (math.log(r1) - math.log(r0)))
-                    break
-        if rows < ROWS:
-            rate *= max(0.05, rows / ROWS) ** 0.5
-        return rate
+        rate = _interpolated(self.matmul, width)
+        if rows >= ROWS or not self.matmul_few:
+            return rate
+        few = _interpolated(self.matmul_few, width)
+        if rows <= FEW_ROWS:
+            return few * max(1.0, rows) / FEW_ROWS
+        share = math.log(rows / FEW_ROWS) / math.log(ROWS / FEW_ROWS)
+        return math.exp(math.log(few) + share * (math.log(rate) - math.log(few)))
 
     @property
     def peak_flops(self) -> float:
         return max(self.matmul.values())
+
+
+def _interpolated(rates: dict[int, float], width: float) -> float:
+    """The rate at ``width``, log-linear between the widths measured; in proportion to
+    the width below the narrowest (too little work a row to fill the vector units)."""
+    import math
+
+    points = sorted(rates.items())
+    if width <= points[0][0]:
+        return points[0][1] * width / points[0][0]
+    for (w0, r0), (w1, r1) in zip(points, points[1:], strict=False):
+        if w0 <= width <= w1:
+            share = math.log(width / w0) / math.log(w1 / w0)
+            return math.exp(math.log(r0) + share * (math.log(r1) - math.log(r0)))
+    return points[-1][1]
 
 
 @dataclass(frozen=True)
@@ -302,7 +321,8 @@ def _read_cached(path: Path) -> Machine | None:
         data = json.loads(path.read_text(encoding="utf-8"))
         if data.pop("format", None) != CACHE_FORMAT:
             return None
-        data["matmul"] = {int(width): float(rate) for width, rate in data["matmul"].items()}
+        for key in ("matmul", "matmul_few"):
+            data[key] = {int(width): float(rate) for width, rate in data[key].items()}
         return Machine(**data)
     except (OSError, ValueError, TypeError, KeyError, AttributeError):
         return None
@@ -310,7 +330,8 @@ def _read_cached(path: Path) -> Machine | None:
 
 def _as_json(machine: Machine) -> dict[str, Any]:
     data = asdict(machine)
-    data["matmul"] = {str(width): rate for width, rate in machine.matmul.items()}
+    for key in ("matmul", "matmul_few"):
+        data[key] = {str(width): rate for width, rate in data[key].items()}
     return data
 
 
@@ -321,8 +342,14 @@ def _measure(threads: int) -> Machine:
     torch.set_num_threads(threads)
     try:
         matmul = {width: _matmul_rate(width) for width in WIDTHS}
+        matmul_few = {width: _matmul_rate(width, rows=FEW_ROWS, seconds=0.2) for width in WIDTHS}
         bandwidth = _bandwidth()
         element_seconds = _element_seconds()
+        dropout_seconds = _dropout_seconds()
+        logit_seconds = _logit_seconds()
+        lora_rate = _lora_rate()
+        attention_rate = _attention_rate()
+        fresh_page_seconds = _fresh_page_seconds()
     finally:
         torch.set_num_threads(before)
     probe = _probe(threads)
@@ -336,9 +363,16 @@ def _measure(threads: int) -> Machine:
         element_seconds=element_seconds,
         baseline_rss=probe.pop("baseline_rss"),
         startup_seconds=probe.pop("startup_seconds"),
+        pretrain_rss=probe.pop("pretrain_rss"),
         memory_bytes=int(memory),
         probe=probe,
         measured_at=time.strftime("%Y-%m-%dT%H:%M:%S"),
+        matmul_few=matmul_few,
+        dropout_seconds=dropout_seconds,
+        logit_seconds=logit_seconds,
+        lora_rate=lora_rate,
+        attention_rate=attention_rate,
+        fresh_page_seconds=fresh_page_seconds,
     )
 
 
@@ -355,19 +389,19 @@ def _best_seconds(run: Any, seconds: float, least: int = 3) -> float:
     return best
 
 
-def _matmul_rate(width: int, seconds: float = 0.35) -> float:
-    """FLOP/s of (ROWS x width) @ (width x width), fp32, the best of repeated runs."""
+def _matmul_rate(width: int, rows: int = ROWS, seconds: float = 0.35) -> float:
+    """FLOP/s of (rows x width) @ (width x width), fp32, the best of repeated runs."""
     import torch
 
-    a = torch.randn(ROWS, width)
+    a = torch.randn(rows, width)
     b = torch.randn(width, width)
-    repeat = max(1, 2**22 // (ROWS * width))  # enough work per timing to see it
+    repeat = max(1, 2**22 // (rows * width))  # enough work per timing to see it
 
     def run() -> None:
         for _ in range(repeat):
             torch.matmul(a, b)
 
-    return 2 * ROWS * width * width * repeat / _best_seconds(run, seconds)
+    return 2 * rows * width * width * repeat / _best_seconds(run, seconds)
 
 
 def _bandwidth(seconds: float = 0.5) -> float:
@@ -394,6 +428,90 @@ def _element_seconds() -> float:
 
     # 2 ops forward, about 4 backward: an element-wise op on each element 6 times
     return _best_seconds(run, 0.3) / (6 * x.numel())
+
+
+def _dropout_seconds() -> float:
+    """Seconds an element of dropout takes, forward (a random mask drawn, applied and
+    scaled) and backward (the mask applied to the gradient), on a 768 x 512 tensor: LoRA
+    drops out the input of every adapted layer, and drawing random numbers costs several
+    times a plain element-wise op."""
+    import torch
+
+    x = torch.randn(ROWS, 512, requires_grad=True)
+
+    def run() -> None:
+        y = torch.nn.functional.dropout(x, 0.05, training=True)
+        y.backward(torch.ones_like(y))
+        x.grad = None
+
+    return _best_seconds(run, 0.3) / x.numel()
+
+
+def _logit_seconds() -> float:
+    """Seconds a logit takes through cross-entropy, forward and backward, over a 128 x
+    32,768 block (larger than a cache, as a real vocabulary's logits are): log-softmax's
+    exponentials and logarithms cost several times a plain element-wise op, and a large
+    vocabulary makes them a real part of a step."""
+    import torch
+
+    logits = torch.randn(128, 32768, requires_grad=True)
+    targets = torch.randint(0, 32768, (128,))
+
+    def run() -> None:
+        torch.nn.functional.cross_entropy(logits, targets).backward()
+        logits.grad = None
+
+    return _best_seconds(run, 0.3) / logits.numel()
+
+
+LORA_RANK = 16  # ragtune finetune's default lora_r
+
+
+def _lora_rate() -> float:
+    """FLOP/s of LoRA's adapter matmuls, forward and backward: (256 x 576) @ (576 x r) @
+    (r x 576), far narrower than the square matmuls timed, and slower a FLOP."""
+    import torch
+
+    x = torch.randn(256, 576, requires_grad=True)
+    a = torch.randn(576, LORA_RANK, requires_grad=True)
+    b = torch.randn(LORA_RANK, 576, requires_grad=True)
+
+    def run() -> None:
+        out = (x @ a) @ b
+        out.backward(torch.ones_like(out))
+        x.grad = a.grad = b.grad = None
+
+    return 3 * 2 * 2 * 256 * 576 * LORA_RANK / _best_seconds(run, 0.2)
+
+
+def _attention_rate() -> float:
+    """FLOP/s of causal scaled-dot-product attention (the kernel transformers calls), 2
+    sequences x 8 heads x 128 positions x 64 wide, forward and backward, counted as the
+    modelled FLOPs: two T x hd x T matmuls a head forward, twice that backward, half of
+    each computed under the causal mask."""
+    import torch
+
+    q, k, v = (torch.randn(2, 8, 128, 64, requires_grad=True) for _ in range(3))
+
+    def run() -> None:
+        out = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
+        out.backward(torch.ones_like(out))
+        q.grad = k.grad = v.grad = None
+
+    flops = 3 * 2 * 2 * 2 * 8 * 128 * 128 * 64 / 2
+    return flops / _best_seconds(run, 0.3)
+
+
+def _fresh_page_seconds() -> float:
+    """Seconds a 4 KiB page costs the first time it is written, in an allocation glibc
+    maps afresh from the kernel (over its 32 MiB largest mmap threshold): a tensor that
+    large is new memory each time it is allocated, a page fault a page."""
+    import torch
+
+    elements = 2**24  # 64 MiB
+    best = _best_seconds(lambda: torch.zeros(elements), 0.2)
+    touched = elements * 4 / 2**30 * 2**30 / 4096
+    return max(0.0, best / touched)
 
 
 def _probe(threads: int) -> dict[str, float]:

@@ -12,8 +12,11 @@
   each layer's input and one layer's activations at a time;
 - logits: pretraining materialises ``tokens x vocab`` fp32 logits, their log-softmax and
   its gradient; fine-tuning computes the head 256 rows at a time (train/models/trainable.py);
-- on this machine, the process itself: the interpreter with torch and transformers
-  (measured), and the allocator's slack over the live tensors (``ALLOCATOR_SLACK``);
+- on this machine, the process itself: the interpreter with what the run imports
+  (measured per route: fine-tuning's, and pretraining's with a tiny model built), what
+  preparing the data left allocated (training.tokenizing_bytes: the BPE trainer's tables
+  and the token file's encodings, freed but kept by the allocator), and the allocator's
+  slack over the live tensors (``ALLOCATOR_SLACK``);
 - loading a base model reads its safetensors through a memory map whose pages count in
   the process's RSS while the weights are copied out: a peak of twice the weights at
   load time, which the training peak usually exceeds.

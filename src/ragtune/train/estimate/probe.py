@@ -2,8 +2,11 @@
 
     python -c "from ragtune.train.estimate.probe import main; main()"
 
+- the RSS of a process that has imported what ``ragtune pretrain`` imports and built and
+  stepped a tiny model with its code (the baseline a pretraining run's memory starts
+  from: building the first Llama loads much of transformers and torch lazily);
 - the peak RSS and wall time of importing what every training run imports (the baseline
-  each run's memory starts from, the start-up each run pays);
+  a fine-tuning run's memory starts from, the start-up each run pays);
 - the fixed and per-layer cost of one training step of a tiny Llama (1 and 3 layers,
   64 wide, 32 tokens): at that size the matmuls are negligible, so what is timed is what
   every step pays whatever the size, operation dispatch, autograd and the optimizer's
@@ -34,18 +37,23 @@ def _peak_rss() -> float:
 def main() -> None:
     import accelerate  # noqa: F401
     import matplotlib
-    import peft  # noqa: F401
     import torch
-    from transformers import LlamaForCausalLM  # noqa: F401
 
     import ragtune.train.loop.trainer  # noqa: F401
     import ragtune.train.pretrain.corpus  # noqa: F401
     import ragtune.train.pretrain.run  # noqa: F401
-    import ragtune.train.run  # noqa: F401
     from ragtune.runtime import torch_threads
 
     matplotlib.use("Agg")
     import matplotlib.pyplot  # noqa: F401  (the loss plot every run draws)
+
+    # building the first Llama imports transformers' modelling code, which every run
+    # pays: start-up includes it (the tiny model's own few milliseconds are noise)
+    pretrain_rss = _pretraining_process()
+    import peft  # noqa: F401
+    from transformers import LlamaForCausalLM  # noqa: F401
+
+    import ragtune.train.run  # noqa: F401
 
     startup = time.perf_counter() - _began
     baseline = _peak_rss()
@@ -59,6 +67,7 @@ def main() -> None:
         "token_layer_full": ((many[3] - many[1]) - (full[3] - full[1])) / 2 / (512 - 32),
         "startup_seconds": startup,
         "baseline_rss": baseline,
+        "pretrain_rss": pretrain_rss,
         "step_fixed": full[1] - (full[3] - full[1]) / 2,
         "layer_full": (full[3] - full[1]) / 2,
         "layer_lora": (lora[3] - lora[1]) / 2,
@@ -67,6 +76,32 @@ def main() -> None:
         "eval_fixed": evaluate[1] - (evaluate[3] - evaluate[1]) / 2,
     }
     print(json.dumps(result))
+
+
+def _current_rss() -> float:
+    with open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return float(line.split()[1]) * 1024
+    return _peak_rss()
+
+
+def _pretraining_process() -> float:
+    """RSS (bytes) once ``ragtune pretrain``'s own code has built a tiny model and taken
+    one training step with it; its few kilobytes of tensors are negligible."""
+    import torch
+
+    from ragtune.train.pretrain.model import new_model
+    from ragtune.train.pretrain.objective import NextTokenLoss
+    from ragtune.train.pretrain.sizes import ModelShape
+
+    model = new_model(ModelShape(layers=1, heads=2, dim=64, context=32), 128, 0, 0.0)
+    network = NextTokenLoss(model)
+    optimizer = torch.optim.AdamW(model.parameters(), fused=True)
+    ids = torch.randint(0, 128, (2, 33))
+    network(ids[:, :-1], ids[:, 1:]).backward()
+    optimizer.step()
+    return _current_rss()
 
 
 def _tiny(layers: int) -> Any:

@@ -20,6 +20,7 @@ on a GPU profile, prompts at peak x MFU and generation at 60% of the memory band
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +31,7 @@ from ragtune.train.estimate.hardware import Hardware
 
 INDEX_BYTES_PER_CHUNK = 2600.0  # vector, ids, metadata, store pages
 TEXT_COPIES = 2.5
-INGEST_SETUP_SECONDS = 1.0  # beyond the measured start-up: opening the store, the report
+INGEST_SETUP_SECONDS = 1.0  # a GPU profile's (unmeasured) fixed cost of an ingest run
 STORE_SECONDS_PER_CHUNK = 0.002
 SEARCH_SECONDS = 0.015
 PROMPT_EFFICIENCY = 0.25  # llama.cpp's prompt FLOP/s over the measured matmul peak (CPU)
@@ -40,7 +41,9 @@ EMBEDDER_PARAMETERS = 22.7e6  # all-MiniLM-L6-v2
 # What ingest holds a chunk while it runs (text, Markdown, vector, rows for the store), in
 # multiples of its text's bytes plus the vector's.
 INGEST_COPIES = 6
-COST_NAMES = ("load_seconds", "chunk_seconds", "token_seconds", "process_rss", "process_seconds")
+COST_NAMES = ("load_seconds", "chunk_seconds", "token_seconds", "ingest_rss", "ingest_seconds")
+# The one-paragraph document the fixed cost of an ingest is measured with.
+PROBE_TEXT = "A one-paragraph document that ragtune estimate ingests to time an ingest run.\n"
 
 
 @dataclass
@@ -114,8 +117,9 @@ def estimate_rag(
     process = 0.0
     if hardware.machine is not None:
         costs = embedding_costs(hardware)
-        ingest["setup"] = costs["process_seconds"] + INGEST_SETUP_SECONDS
-        process = costs["process_rss"]
+        # a one-chunk ingest, measured: start-up, the embedder, the store, the report
+        ingest["setup"] = costs["ingest_seconds"]
+        process = costs["ingest_rss"]
         ingest["embedding"] = chunks * costs["chunk_seconds"] + tokens * costs["token_seconds"]
         ingest["store"] = chunks * STORE_SECONDS_PER_CHUNK
         question_embed = costs["chunk_seconds"] + 20 * costs["token_seconds"]
@@ -211,9 +215,10 @@ def _documents(file: Path) -> list[Any]:
         return []
 
 
-def embedding_costs(hardware: Hardware) -> dict[str, float]:
+def embedding_costs(hardware: Hardware, refresh: bool = False) -> dict[str, float]:
     """Seconds to load the embedder, and a chunk's embedding cost ``a + b·tokens``,
-    measured once at two lengths with the real embedder and cached."""
+    measured once at two lengths with the real embedder and cached (``refresh``: measured
+    again)."""
     from ragtune.runtime import cache_dir
     from ragtune.train.estimate.hardware import _cache_key
 
@@ -223,12 +228,13 @@ def embedding_costs(hardware: Hardware) -> dict[str, float]:
     key = _cache_key(hardware.machine.threads, torch.__version__)
     path = cache_dir("estimate") / f"embedder-{key}.json"
     try:
-        cached = json.loads(path.read_text())
-        return {name: float(cached[name]) for name in COST_NAMES}
+        if not refresh:
+            cached = json.loads(path.read_text())
+            return {name: float(cached[name]) for name in COST_NAMES}
     except (OSError, ValueError, KeyError, TypeError):
         pass
     costs = _measure_embedding()
-    costs.update(_ingest_process())
+    costs.update(_ingest_process(hardware.machine.threads))
     try:
         from ragtune.atomic import write_json_atomic
 
@@ -239,27 +245,53 @@ def embedding_costs(hardware: Hardware) -> dict[str, float]:
     return costs
 
 
-def _ingest_process() -> dict[str, float]:
-    """Peak RSS (bytes) and wall seconds of a fresh interpreter that imports ingest's
-    modules, opens the embedder and embeds one text: what every ingest pays first."""
-    import os
+# Runs ``ragtune ingest`` in this interpreter and writes its peak RSS (VmHWM) to the file
+# named last on the command line at exit. The peak is read inside the child: the
+# ``ru_maxrss`` that wait4 reports counts the parent's pages mapped before exec (a fork of
+# this process, with torch and the embedder loaded) and overstated ingest by 80-100 MB.
+_INGEST_CHILD = """
+import atexit, runpy, sys
+target = sys.argv.pop()
+def peak():
+    with open("/proc/self/status") as status:
+        kb = next(line.split()[1] for line in status if line.startswith("VmHWM:"))
+    with open(target, "w") as out:
+        out.write(kb)
+atexit.register(peak)
+sys.argv[0] = "ragtune"
+runpy.run_module("ragtune", run_name="__main__", alter_sys=True)
+"""
+
+
+def _ingest_process(threads: int) -> dict[str, float]:
+    """Peak RSS (bytes) and wall seconds of ``ragtune ingest`` of one short text file into
+    a new index, in a fresh interpreter: what every ingest pays whatever its size (the
+    imports, the embedder, opening and committing the store, the report). Run twice and
+    the second kept, so a first-time conversion of the embedder is not counted."""
     import subprocess
     import sys
+    import tempfile
 
-    code = (
-        "import ragtune.ingest, ragtune.cli\n"
-        "from ragtune.index.embedding import make_embedder\n"
-        "make_embedder(None).embed(['warm up'])\n"
-    )
-    began = time.perf_counter()
-    process = subprocess.Popen(
-        [sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    _, status, usage = os.wait4(process.pid, 0)
-    seconds = time.perf_counter() - began
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise EstimateError("cannot measure this machine: loading the embedder failed")
-    return {"process_rss": usage.ru_maxrss * 1024.0, "process_seconds": seconds}
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "RAGTUNE_TORCH_THREADS": str(threads)}
+    figures = {}
+    for attempt in range(2):
+        with tempfile.TemporaryDirectory() as folder:
+            text = Path(folder) / "probe.txt"
+            text.write_text(PROBE_TEXT, encoding="utf-8")
+            peak = Path(folder) / "peak"
+            command = [sys.executable, "-c", _INGEST_CHILD, "ingest", str(text)]
+            command += ["--index", str(Path(folder) / "index"), str(peak)]
+            began = time.perf_counter()
+            done = subprocess.run(command, capture_output=True, env=env, check=False)
+            seconds = time.perf_counter() - began
+            try:
+                rss = float(peak.read_text()) * 1024
+            except (OSError, ValueError):
+                rss = 0.0
+        if done.returncode != 0 or rss <= 0:
+            raise EstimateError(f"cannot measure this machine: ingest failed (try {attempt + 1})")
+        figures = {"ingest_rss": rss, "ingest_seconds": seconds}
+    return figures
 
 
 def _measure_embedding() -> dict[str, float]:

@@ -71,7 +71,12 @@ def _measured(where: Hardware, request: Request) -> Hardware:
 
 
 def _training(route: str, request: Request, where: Hardware) -> dict[str, Any]:
-    from ragtune.train.estimate.training import finetune_plan, pretrain_plan, price
+    from ragtune.train.estimate.training import (
+        finetune_plan,
+        finetune_token_plan,
+        pretrain_plan,
+        price,
+    )
 
     if route == "pretrain":
         config = _settings(request, "pretrain")
@@ -81,9 +86,20 @@ def _training(route: str, request: Request, where: Hardware) -> dict[str, Any]:
         plan = pretrain_plan(config, model, request.tokens)
     else:
         config = _settings(request, route)
+        model = _finetune_model(request, config)
         if config.data is None and config.from_index is None:
-            raise EstimateError("no data: give a dataset file (or --from-index DIR)")
-        plan = finetune_plan(config, _finetune_model(request, config))
+            if request.tokens is None:
+                raise EstimateError(
+                    "no data: give a dataset file (or --from-index DIR, or --tokens N)"
+                )
+            plan = finetune_token_plan(config, model, request.tokens)
+        elif model.directory is None:
+            raise EstimateError(
+                f"model {model.name!r} has no tokenizer to count the data with: "
+                "give --tokens N instead of the data, or a model directory"
+            )
+        else:
+            plan = finetune_plan(config, model)
     priced = price(plan, _measured(where, request))
     return _training_report(route, priced, _measured(where, request))
 
@@ -120,25 +136,46 @@ def _pretrain_model(request: Request, config: Any) -> ModelSpec | None:
     name = request.model.strip().lower()
     if name in shapes.PRESETS:
         return shapes.from_preset(name, vocab, config.context)
+    if shapes.public_name(name) is not None:
+        return shapes.from_public(name, config.context)
     path = Path(request.model).expanduser()
     if path.is_dir():
         return shapes.from_directory(path, config.shape().context)
     raise EstimateError(
         f"model {request.model!r}: pretraining takes a size ({', '.join(shapes.PRESETS)}), "
-        "a model directory, or --params"
+        "a public shape (7b, llama3-8b, qwen2.5-7b ...), a model directory, or --params"
     )
 
 
 def _finetune_model(request: Request, config: Any) -> ModelSpec:
+    """The base model: a directory or GGUF (read), a public shape (``7b``, ``qwen2.5-7b``),
+    or ``--params N``: Llama-2's proportions at that size, its 32,000-token vocabulary and
+    untied embeddings (shapes.from_parameters)."""
     spec = request.model if request.model is not None else config.base
+    if request.params is not None:
+        if request.model is not None:
+            raise EstimateError("give --model or --params, not both")
+        return shapes.from_parameters(request.params, config.max_length, None, tied=False)
+    if spec is not None and shapes.public_name(str(spec)) is not None:
+        return shapes.from_public(str(spec), config.max_length)
     if spec is not None and str(spec).strip().lower() in shapes.PRESETS:
         raise EstimateError(
-            f"model {spec!r} is a pretraining size; fine-tuning takes a model directory "
-            "or a GGUF file"
+            f"model {spec!r} is a pretraining size; fine-tuning takes a model directory, "
+            "a GGUF file, a public shape (7b, llama3-8b, qwen2.5-7b ...) or --params"
         )
-    if request.params is not None:
-        raise EstimateError("--params prices pretraining; fine-tuning reads the model itself")
     return _model_directory(spec, config.max_length)
+
+
+def _answering_model(request: Request) -> ModelSpec:
+    """RAG's answering model: a directory or GGUF (default: SmolLM2), a public shape, or
+    ``--params N`` with Llama-2's proportions (fp16 weights: no GGUF to measure)."""
+    if request.params is not None:
+        if request.model is not None:
+            raise EstimateError("give --model or --params, not both")
+        return shapes.from_parameters(request.params, 4096, None, tied=False)
+    if request.model is not None and shapes.public_name(request.model) is not None:
+        return shapes.from_public(request.model)
+    return _model_directory(request.model, None)
 
 
 def _model_directory(spec: str | None, context: int | None) -> ModelSpec:
@@ -212,7 +249,7 @@ def _rag(request: Request, where: Hardware) -> dict[str, Any]:
         raise EstimateError("no data: give the files or folders to ingest")
     if request.top_k <= 0 or request.answer_tokens <= 0:
         raise EstimateError("--top-k and --answer-tokens must be positive")
-    llm = _model_directory(request.model, None)
+    llm = _answering_model(request)
     where = _measured(where, request)
     chunk_size = request.settings.get("chunk_size")
     rag = estimate_rag(request.data, where, llm, chunk_size, request.top_k, request.answer_tokens)
