@@ -84,7 +84,7 @@ def test_help_lists_every_command_in_order() -> None:
     listed = re.findall(r"^│ ([a-z]+) ", result.stdout, flags=re.MULTILINE)
     commands = (
         "ingest sync retrieve ask chat extract demo finetune align pretrain sample estimate "
-        "merge export compare models tokenizer eval"
+        "merge export compare serve models tokenizer eval"
     )
     assert listed == commands.split()
 
