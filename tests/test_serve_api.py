@@ -21,7 +21,7 @@ from tests.helpers import POTION_PATH
 from tests.serve_server import running_server
 
 from ragtune.llm import load_llm
-from ragtune.llm.base import LLM, ChatMessage
+from ragtune.llm.base import LLM, ChatMessage, DelegatingLLM
 from ragtune.query.prompt import SYSTEM_PROMPT
 from ragtune.serve.config import IndexSpec, ServeConfig
 from ragtune.serve.state import ModelPool, ServedIndex, ServerState
@@ -151,23 +151,12 @@ def test_a_follow_up_is_retrieved_with_the_previous_subject(
     assert alone_extra["sources"][0]["url"] != shop_url + POTION_PATH
 
 
-class RecordingLLM:
+class RecordingLLM(DelegatingLLM):
     """The real model, with the messages it is sent written down."""
 
     def __init__(self, model: LLM) -> None:
-        self.model = model
+        super().__init__(model)
         self.sent: list[list[ChatMessage]] = []
-
-    @property
-    def name(self) -> str:
-        return self.model.name
-
-    @property
-    def context_window(self) -> int:
-        return self.model.context_window
-
-    def count_tokens(self, text: str) -> int:
-        return self.model.count_tokens(text)
 
     def chat(self, messages: list[ChatMessage], max_tokens: int = 256) -> str:
         self.sent.append(messages)

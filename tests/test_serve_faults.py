@@ -23,7 +23,7 @@ import pytest
 from tests.serve_server import running_server
 
 from ragtune.llm import load_llm
-from ragtune.llm.base import LLM, ChatMessage
+from ragtune.llm.base import LLM, ChatMessage, DelegatingLLM
 from ragtune.serve.config import IndexSpec, ServeConfig
 from ragtune.serve.state import ServedIndex, ServerState
 
@@ -47,7 +47,7 @@ def quick_question() -> dict[str, Any]:
     return {"model": "shop", "messages": [{"role": "user", "content": QUESTION}]}
 
 
-class PacedLLM:
+class PacedLLM(DelegatingLLM):
     """The real model, its tokens handed on no faster than one a ``pace`` seconds.
 
     The small model ends its answer after a sentence, in well under a second; paced,
@@ -57,20 +57,9 @@ class PacedLLM:
     """
 
     def __init__(self, model: LLM, pace: float = 1.0) -> None:
-        self.model = model
+        super().__init__(model)
         self.pace = pace
         self.closed_early = 0
-
-    @property
-    def name(self) -> str:
-        return self.model.name
-
-    @property
-    def context_window(self) -> int:
-        return self.model.context_window
-
-    def count_tokens(self, text: str) -> int:
-        return self.model.count_tokens(text)
 
     def chat(self, messages: list[ChatMessage], max_tokens: int = 256) -> str:
         return "".join(self.stream_chat(messages, max_tokens))

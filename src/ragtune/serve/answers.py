@@ -35,6 +35,7 @@ from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from ragtune.errors import RagtuneError
+from ragtune.llm.base import DelegatingLLM
 from ragtune.serve.config import AnswerMode, RetrievalMode
 from ragtune.serve.errors import ApiError, one_line
 from ragtune.serve.metrics import FIRST_TOKEN, GENERATED_TOKENS, PROMPT_TOKENS
@@ -134,28 +135,14 @@ class AnswerPlan:
         )
 
 
-class StoppableLLM:
+class StoppableLLM(DelegatingLLM):
     """The index's model, for one answer, that stops at the next token once ``stop`` is
     set: a client gone mid-answer frees its llama.cpp slot within a token, not at the
     end of an answer nobody reads."""
 
     def __init__(self, model: LLM, stop: threading.Event) -> None:
-        self.model = model
+        super().__init__(model)
         self.stop = stop
-
-    @property
-    def name(self) -> str:
-        return self.model.name
-
-    @property
-    def context_window(self) -> int:
-        return self.model.context_window
-
-    def count_tokens(self, text: str) -> int:
-        return self.model.count_tokens(text)
-
-    def chat(self, messages: list[ChatMessage], max_tokens: int = 256) -> str:
-        return self.model.chat(messages, max_tokens)
 
     def stream_chat(self, messages: list[ChatMessage], max_tokens: int = 256) -> Iterator[str]:
         pieces = self.model.stream_chat(messages, max_tokens)
