@@ -89,6 +89,14 @@ POTION_PATH = "/products/dark-energy-potion"
 
 # Ten facts from the demo shop, each on one product page, asked in the words a user
 # would use: (question, slug of the page under /products/ that answers it).
+# Four invented facts a tiny model can be fine-tuned on (instruction, answer).
+FINETUNE_FACTS = [
+    ("What colour is the lighthouse on Skerry Point?", "The lighthouse on Skerry Point is teal."),
+    ("Who keeps the lighthouse?", "Mara Quill keeps the lighthouse."),
+    ("When does the ferry leave?", "The ferry leaves at seven every morning."),
+    ("What does the bakery sell?", "The bakery sells seaweed bread."),
+]
+
 SHOP_FACTS = [
     ("How much does the Griffin Kite cost?", "griffin-kite"),
     ("Who illustrated the Mapmaker's Atlas?", "mapmakers-atlas"),

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from tests.helpers import FINETUNE_FACTS as FACTS
 from tests.helpers import assert_one_line_error, finetune_settings, run_cli, small_tmpfs
 from tests.tiny_models import make_tiny_llama, smollm2_tokenizer
 
@@ -34,13 +35,6 @@ from ragtune.train.data.encode import (  # noqa: E402
 )
 from ragtune.train.data.records import ChatRecord, Message, TextRecord  # noqa: E402
 from ragtune.train.run import train  # noqa: E402
-
-FACTS = [
-    ("What colour is the lighthouse on Skerry Point?", "The lighthouse on Skerry Point is teal."),
-    ("Who keeps the lighthouse?", "Mara Quill keeps the lighthouse."),
-    ("When does the ferry leave?", "The ferry leaves at seven every morning."),
-    ("What does the bakery sell?", "The bakery sells seaweed bread."),
-]
 
 
 @pytest.fixture(scope="module")

@@ -32,6 +32,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from tests.helpers import FINETUNE_FACTS as FACTS
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "examples" / "accelerate"
@@ -151,14 +152,6 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from tests.tiny_models import make_tiny_llama
 
     return make_tiny_llama(tmp_path_factory.mktemp("tiny-base"))
-
-
-FACTS = [
-    ("What colour is the lighthouse on Skerry Point?", "The lighthouse on Skerry Point is teal."),
-    ("Who keeps the lighthouse?", "Mara Quill keeps the lighthouse."),
-    ("When does the ferry leave?", "The ferry leaves at seven every morning."),
-    ("What does the bakery sell?", "The bakery sells seaweed bread."),
-]
 
 
 @pytest.fixture(scope="module")
