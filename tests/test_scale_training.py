@@ -32,7 +32,6 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from tests.helpers import FINETUNE_FACTS as FACTS
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "examples" / "accelerate"
@@ -156,7 +155,11 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def facts(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    rows = [{"instruction": q, "input": "", "output": a} for q, a in FACTS * 4]
+    # Imported here: this file also runs as a script under accelerate launch, where the
+    # tests package is not importable (as tiny() does with tests.tiny_models).
+    from tests.helpers import FINETUNE_FACTS
+
+    rows = [{"instruction": q, "input": "", "output": a} for q, a in FINETUNE_FACTS * 4]
     path = tmp_path_factory.mktemp("data") / "alpaca.json"
     path.write_text(json.dumps(rows), encoding="utf-8")
     return path
