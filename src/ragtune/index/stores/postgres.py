@@ -18,7 +18,7 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl, urlencode, urlsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
 import numpy as np
 
@@ -33,6 +33,8 @@ if TYPE_CHECKING:
 SCHEMES = ("postgresql", "postgres")
 CONNECT_TIMEOUT_S = 5
 ANY_BATCH = 5000
+EF_SEARCH_DEFAULT = 40  # pgvector's default for hnsw.ef_search
+EF_SEARCH_MAX = 1000  # and its upper bound
 _WORD = re.compile(r"[^\W_]+")
 _TABLE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _ROW_COLUMNS = "id, doc_id, url, title, header, text, chunk_index, metadata, vector"
@@ -48,7 +50,9 @@ def split_store_url(url: str) -> tuple[str, str | None]:
     parts = urlsplit(url)
     query = parse_qsl(parts.query, keep_blank_values=True)
     table = next((value for key, value in query if key == "table"), None)
-    rest = urlencode([(key, value) for key, value in query if key != "table"])
+    # quote, not urlencode's default quote_plus: libpq reads "+" as a plus sign, so
+    # options=-c%20hnsw.ef_search%3D200 must keep its %20.
+    rest = urlencode([(key, value) for key, value in query if key != "table"], quote_via=quote)
     return replace_url_parts(url, query=rest), table
 
 
@@ -69,6 +73,8 @@ class PostgresStore:
         self.table = check_table_name(table)
         self.dimensions = dimensions
         self._connection: psycopg.Connection[Any] | None = None
+        # The HNSW candidate count of the last vector search (diagnostics, tests).
+        self.effective_ef_search: int | None = None
 
     @property
     def connection(self) -> psycopg.Connection[Any]:
@@ -187,15 +193,34 @@ class PostgresStore:
         where, params = where_clause(filters)
         with self._errors_reported() as db, db.transaction():
             # Keep scanning the HNSW graph until `limit` rows pass the filter
-            # (pgvector 0.8), and look wider than the default 40 candidates.
+            # (pgvector 0.8).
             db.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
-            db.execute(f"SET LOCAL hnsw.ef_search = {max(40, min(1000, limit * 2))}")
+            self.effective_ef_search = self._widen_ef_search(db, limit)
             rows = db.execute(
                 f"SELECT {_ROW_COLUMNS}, vector <=> %s AS distance FROM {self.table} "
                 f"{where} ORDER BY distance LIMIT %s",
                 [np.asarray(vector, dtype=np.float32), *params, limit],
             ).fetchall()
         return [SearchHit(row=_row(row), score=1.0 - float(row[-1])) for row in rows]
+
+    @staticmethod
+    def _widen_ef_search(db: psycopg.Connection[Any], limit: int) -> int:
+        """Look at no fewer than ``2 x limit`` HNSW candidates, for this transaction only.
+
+        The server's own ``hnsw.ef_search`` (``ALTER DATABASE``/``ALTER ROLE ... SET``, or
+        ``options=-c hnsw.ef_search=N`` in the store URL) is kept when it is wider: recall
+        at a million chunks needs hundreds of candidates, and that is the operator's
+        trade of latency for recall, which a fixed value here would override.
+        """
+        wanted = min(EF_SEARCH_MAX, limit * 2)
+        # Before pgvector's library is loaded in this session the setting may be unknown
+        # (NULL with missing_ok): then pgvector's own default applies.
+        row = db.execute(
+            "SELECT set_config('hnsw.ef_search', greatest(coalesce(nullif("
+            "current_setting('hnsw.ef_search', true), '')::int, %s), %s)::text, true)",
+            [EF_SEARCH_DEFAULT, wanted],
+        ).fetchone()
+        return int(row[0]) if row else wanted
 
     def search_keyword(
         self, query: str, limit: int, filters: MetadataFilters | None = None
