@@ -103,7 +103,7 @@ def run_corpus(
 
     rows: dict[str, dict[str, float]] = {}
     single, seconds = timed_ingest(sources, work / "single", IngestSettings(**settings))
-    rows["single"] = {"seconds": seconds, "startup": 0.0}
+    rows["single"] = {"seconds": seconds, "startup": 0.0, "load": os.getloadavg()[0]}
     chunks = single.stats["chunks"]
     rate = 0.0
     for workers in WORKERS:
@@ -120,7 +120,11 @@ def run_corpus(
                 rate = actor_rate(texts)
         finally:
             ray.shutdown()
-        rows[f"ray-{workers}"] = {"seconds": seconds, "startup": startup}
+        rows[f"ray-{workers}"] = {
+            "seconds": seconds,
+            "startup": startup,
+            "load": os.getloadavg()[0],
+        }
     return {"name": name, "chunks": chunks, "rows": rows, "actor_rate": rate}
 
 
@@ -128,12 +132,15 @@ def report(corpus: dict[str, Any], gpu_rate: float) -> None:
     rows, chunks, rate = corpus["rows"], corpus["chunks"], corpus["actor_rate"]
     single = rows["single"]["seconds"]
     print(f"\n## {corpus['name']}: {chunks} chunks")
-    print(f"{'run':<8} {'seconds':>8} {'chunks/s':>9} {'x single':>9} {'Ray start-up s':>15}")
+    print(
+        f"{'run':<8} {'seconds':>8} {'chunks/s':>9} {'x single':>9} {'Ray start-up s':>15} "
+        f"{'load after':>10}"
+    )
     for run, row in rows.items():
         seconds = row["seconds"]
         print(
             f"{run:<8} {seconds:8.1f} {chunks / seconds:9.1f} {seconds / single:9.2f} "
-            f"{row['startup']:15.1f}"
+            f"{row['startup']:15.1f} {row['load']:10.1f}"
         )
     ratio = rows["ray-1"]["seconds"] / single
     print(f"ray-1 / single = {ratio:.2f}x (target <= 1.3x): {'met' if ratio <= 1.3 else 'MISSED'}")
@@ -166,13 +173,13 @@ def main() -> None:
             site = {"crawl": True, "scope": "host", "max_pages": pages, "max_depth": 10_000}
             site |= {"use_sitemaps": False}
             results.append(run_corpus(f"site, {pages} pages", [base + "/"], site, work / "s"))
+            report(results[-1], args.gpu_rate)  # each corpus as it finishes: the run is long
         finally:
             server.terminate()
         generate_documents(work / "docs", documents)
         folder = [str(work / "docs")]
         results.append(run_corpus(f"docs, {documents} files", folder, {}, work / "d"))
-    for corpus in results:
-        report(corpus, args.gpu_rate)
+        report(results[-1], args.gpu_rate)
     print(f"\nload average after: {os.getloadavg()}")
 
 

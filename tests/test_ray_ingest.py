@@ -167,6 +167,63 @@ def test_ray_ingest_equals_the_local_one(
 
 
 @needs_ray
+def test_crawled_pages_are_extracted_on_the_cluster_with_bounded_pages_in_flight(
+    ray_cluster: Any,
+) -> None:
+    """The Ray engine's page extractor gives each page what local extraction gives,
+    passes other events through, reports a page that cannot be read as its error, and
+    never takes more pages from the crawl than it has room for."""
+    from ragtune.scale.ray_ingest import PAGES_IN_FLIGHT_PER_CPU, RayEngine
+    from ragtune.web.crawl import CrawlEvent
+    from ragtune.web.extraction_pool import convert
+    from ragtune.web.fetch import FetchedPage
+
+    def page(n: int) -> FetchedPage:
+        html = f"<html><head><title>Lamp {n}</title></head><body><main><h1>Lamp {n}</h1>"
+        html += f"<p>The lamp number {n} burns for {n + 10} hours on one filling.</p>"
+        html += "</main></body></html>"
+        url = f"http://127.0.0.1:9/lamps/{n}"
+        return FetchedPage(url, url, 200, "text/html", html.encode(), "utf-8")
+
+    broken_url = "http://127.0.0.1:9/broken.pdf"
+    broken = FetchedPage(broken_url, broken_url, 200, "application/pdf", b"%PDF-1.4 no", None)
+    events = [CrawlEvent(p.url, "fetched", page=p) for p in map(page, range(40))]
+    events.insert(5, CrawlEvent("http://127.0.0.1:9/robots-says-no", "skipped", "robots.txt"))
+    events.append(CrawlEvent(broken_url, "fetched", page=broken))
+    taken = 0
+    taken_before_first: list[int] = []
+
+    def crawl() -> Iterator[CrawlEvent]:
+        nonlocal taken
+        for event in events:
+            taken += 1
+            yield event
+
+    engine = RayEngine.connect(ray_cluster.address)
+    try:
+        results = {}
+        for event, outcome in engine.extract_pages(crawl()):
+            taken_before_first.append(taken)
+            results[event.url] = outcome
+        most = engine.resources()[0] * PAGES_IN_FLIGHT_PER_CPU
+    finally:
+        engine.close()
+    assert sorted(results) == sorted(e.url for e in events)
+    assert results["http://127.0.0.1:9/robots-says-no"] == []
+    assert isinstance(results[broken_url], RagtuneError)
+    assert str(results[broken_url]) == convert(broken)
+    for n in range(40):
+        (document,) = results[f"http://127.0.0.1:9/lamps/{n}"]  # type: ignore[misc]
+        (expected,) = convert(page(n))  # type: ignore[misc]
+        assert document.text == expected.text
+        # the same metadata, but for the moment each copy was extracted
+        assert {**document.metadata, "fetched_at": ""} == {**expected.metadata, "fetched_at": ""}
+    # back-pressure: the crawl is never more than `most` fetched pages ahead
+    # (plus the pass-through event, which is answered at once)
+    assert taken_before_first[0] <= most + 2
+
+
+@needs_ray
 def test_ray_ingest_into_postgres_equals_the_local_one(
     ray_cluster: Any, small_corpus: Path, postgres: Any, tmp_path: Path
 ) -> None:

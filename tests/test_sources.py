@@ -13,7 +13,7 @@ from tests.pdfmaker import make_pdf
 from tests.webserver import Reply, Site, serve
 
 from ragtune import VectorStoreIndex, WebReader
-from ragtune.extract.files import read_folder
+from ragtune.extract.files import Skipped, read_folder
 from ragtune.ingest import IngestSettings, ingest
 
 PDF = make_pdf(["The lighthouse was built in 1841.", "Its lamp burned whale oil until 1902."])
@@ -90,6 +90,8 @@ def test_folder_is_read_recursively_with_globs(tmp_path: Path) -> None:
         path.relative_to(root).as_posix(): result
         for path, result in read_folder(root, exclude=["draft*"])
     }
+    unsupported = "unsupported type .jpg; ragtune reads HTML, Markdown, text, JSON, PDF and DOCX"
+    assert found.pop("photo.jpg") == Skipped(unsupported, unsupported=True)  # listed, not read
     assert set(found) == {"guides/lamp.md", "notes.txt", "page.html", "history.pdf", "relief.docx"}
     assert [d.metadata["page"] for d in found["history.pdf"]] == [1, 2]  # type: ignore[union-attr]
     only_md = {p.name for p, _ in read_folder(root, include=["*.md"])}

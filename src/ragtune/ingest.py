@@ -51,10 +51,10 @@ from ragtune.index.vector_index import (
 from ragtune.net.address_guard import AddressPolicy
 from ragtune.scale.engine import EngineName, IngestEngine, LocalEngine, open_engine
 from ragtune.scale.steps import FileRead, WriteTarget
-from ragtune.web.crawl import CrawlEvent, CrawlReport
+from ragtune.web.crawl import CrawlEvent, CrawlReport, SkipKind
 from ragtune.web.fetch import Validators
 from ragtune.web.reader import RenderMode, WebReader
-from ragtune.web.urls import CrawlScope, seed_key
+from ragtune.web.urls import CrawlScope, normalise, seed_key
 
 REPORT_FILE = "ingest-report.json"
 SOURCES_FILE = "sources.json"
@@ -162,7 +162,7 @@ def _ingest(
     files = FileLedger.of(index_dir, existing) if paths else None
     documents = read_paths(paths, settings, record, files, on_plan, engine)
     known = validators_of(existing.store.document_metadata()) if existing and urls else {}
-    documents += read_urls(urls, settings, record, known, on_plan=on_plan)
+    documents += read_urls(urls, settings, record, known, on_plan=on_plan, engine=engine)
 
     # What the user named must work; a broken link found while crawling is only reported.
     named = {_event_url(source) for source in sources}
@@ -207,10 +207,12 @@ def read_urls(
     known: dict[str, Validators] | None = None,
     indexed: frozenset[str] = frozenset(),
     on_plan: PlanHook | None = None,
+    engine: IngestEngine | None = None,
 ) -> list[Document]:
     """The Documents of ``urls`` (and, crawling, of the pages they lead to).
     ``indexed``: pages a crawl already indexed, each checked whatever the page limit,
-    which new pages only fill what they leave of."""
+    which new pages only fill what they leave of. This process fetches (one polite
+    crawler); ``engine`` extracts the pages (default: worker processes here)."""
     if not urls:
         return []
     if on_plan:
@@ -233,6 +235,7 @@ def read_urls(
         scope=settings.scope,
         indexed=indexed,
         address_policy=AddressPolicy.from_settings(settings),
+        page_extractor=(engine or LocalEngine()).extract_pages,
     )
     return reader.load_data(urls, on_event=record, known=known)
 
@@ -266,8 +269,8 @@ def read_paths(
     reads: Iterator[FileRead] = (engine or LocalEngine()).extract_files(to_read)
     documents: list[Document] = []
     for (file, status), state in zip(listing, states, strict=True):
-        if isinstance(status, Skipped):  # a link is reported where it is, not where it leads
-            record(CrawlEvent(Path(os.path.abspath(file)).as_uri(), "skipped", status.reason))
+        if isinstance(status, Skipped):
+            record(_skipped_event(file, status))
             continue
         if isinstance(status, RagtuneError):
             _record_failure(file, status, record)
@@ -285,6 +288,14 @@ def read_paths(
         record(CrawlEvent(url, "fetched"))
         documents.extend(read)
     return documents
+
+
+def _skipped_event(file: Path, skipped: Skipped) -> CrawlEvent:
+    # A link is reported where it is, not where it leads; a file of a type not read is
+    # counted with the pages a crawl skips for their content type.
+    kind: SkipKind | None = "type" if skipped.unsupported else None
+    uri = Path(os.path.abspath(file)).as_uri()
+    return CrawlEvent(uri, "skipped", skipped.reason, skip_kind=kind)
 
 
 def _record_failure(file: Path, error: RagtuneError, record: EventHook) -> None:
@@ -334,16 +345,24 @@ def indexed_sources(
     index: VectorStoreIndex, urls: set[str] | None = None
 ) -> dict[str, IndexedSource]:
     """The index's documents grouped by URL (only those of ``urls``, when given);
-    the pages of a PDF share their URL."""
-    found = {
-        url: IndexedSource(url, meta, {})
-        for url, meta in index.store.document_metadata().items()
-        if urls is None or url in urls
-    }
+    the pages of a PDF share their URL. A web page is keyed by its URL as a crawl
+    spells it now, so a page that an older ragtune recorded as ``/%7euser`` is the
+    page read as ``/~user``, replaced rather than indexed twice."""
+    found: dict[str, IndexedSource] = {}
+    keys: dict[str, str] = {}  # recorded URL -> key
+    for url, meta in index.store.document_metadata().items():
+        key = _indexed_key(url)
+        if urls is None or key in urls:
+            found.setdefault(key, IndexedSource(key, meta, {}))
+            keys[url] = key
     for doc_id, (url, digest) in index.store.document_hashes().items():
-        if url in found:
-            found[url].hashes[doc_id] = digest
+        if url in keys:
+            found[keys[url]].hashes[doc_id] = digest
     return found
+
+
+def _indexed_key(url: str) -> str:
+    return normalise(url) if url.startswith(("http://", "https://")) else url
 
 
 def source_url(document: Document) -> str:

@@ -311,7 +311,13 @@ class _Reading:
         urls = [s for s in sources if "://" in s]
         self.add(
             read_urls(
-                urls + pages, settings, self.record, self.known, frozenset(pages), self.on_plan
+                urls + pages,
+                settings,
+                self.record,
+                self.known,
+                frozenset(pages),
+                self.on_plan,
+                self.engine,
             )
         )
 
@@ -344,7 +350,14 @@ class _Reading:
         for settings, group in web.values():
             # A plain list of URLs stops at max_pages too: every one of them must be checked.
             group_settings = replace(settings, max_pages=len(group))
-            read = read_urls(group, group_settings, self.record, self.known, on_plan=self.on_plan)
+            read = read_urls(
+                group,
+                group_settings,
+                self.record,
+                self.known,
+                on_plan=self.on_plan,
+                engine=self.engine,
+            )
             self.add(read)
 
     def outcome(self, url: str) -> SyncedUrl:

@@ -48,9 +48,11 @@ MAX_FILE_BYTES = 50 * 1024 * 1024
 
 @dataclass(frozen=True)
 class Skipped:
-    """A path a folder read passes over on purpose, and why (a link out of the folder)."""
+    """A path a folder read passes over on purpose, and why: a link out of the folder,
+    or (``unsupported``) a file of a type ragtune does not read."""
 
     reason: str
+    unsupported: bool = False
 
 
 FileResult = list[Document] | RagtuneError | Skipped
@@ -145,22 +147,32 @@ def folder_files(
     follow_symlinks: bool = False,
 ) -> Iterator[tuple[Path, FileStatus]]:
     """The files ``read_folder`` reads, each with its status, none of them opened: every
-    file of a readable type under ``root`` (recursively) whose path relative to
-    ``root`` matches the include globs (when any) and no exclude glob. Hidden files and
-    folders are never picked. A symbolic link leading out of ``root`` comes as Skipped
-    unless ``follow_symlinks``; a folder reached twice (a link cycle) is walked once;
-    a folder that cannot be listed comes as the error (``root`` itself included)."""
+    file under ``root`` (recursively) whose path relative to ``root`` matches the
+    include globs (when any) and no exclude glob. A file of a type not read (an image,
+    a spreadsheet, a file with no suffix) comes as Skipped, so a report names it
+    rather than leaving it out unsaid. Hidden files and folders are never picked. A
+    symbolic link leading out of ``root`` comes as Skipped unless ``follow_symlinks``;
+    a folder reached twice (a link cycle) is walked once; a folder that cannot be
+    listed comes as the error (``root`` itself included)."""
     include, exclude = list(include), list(exclude)
     for path, status in _walk(root, follow_symlinks):
         if path != root:
             relative = path.relative_to(root).as_posix()
-            if status is None and path.suffix.lower() not in READABLE_SUFFIXES:
-                continue
             if include and not any(fnmatch.fnmatch(relative, p) for p in include):
                 continue
             if any(fnmatch.fnmatch(relative, p) for p in exclude):
                 continue
+            if status is None and path.suffix.lower() not in READABLE_SUFFIXES:
+                status = _unsupported(path)
         yield path, status
+
+
+def _unsupported(path: Path) -> Skipped:
+    suffix = path.suffix.lower() or "(no suffix)"
+    return Skipped(
+        f"unsupported type {suffix}; ragtune reads HTML, Markdown, text, JSON, PDF and DOCX",
+        unsupported=True,
+    )
 
 
 def read_folder(
@@ -170,7 +182,7 @@ def read_folder(
     follow_symlinks: bool = False,
 ) -> Iterator[tuple[Path, FileResult]]:
     """The Documents of every file ``folder_files`` picks, or why a file gave none;
-    files of other types are not read at all."""
+    files of other types are not opened, only named as Skipped."""
     for path, status in folder_files(root, include, exclude, follow_symlinks):
         if status is not None:
             yield path, status

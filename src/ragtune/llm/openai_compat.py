@@ -12,7 +12,7 @@ Spec (what ``--llm`` and ``load_llm`` accept)::
 Options in the query string: ``model`` (optional when the server serves exactly
 one, as llama-server and vLLM do: it is then read from ``/v1/models``),
 ``context`` (the context window in tokens), ``timeout`` (seconds, default 120),
-``retries`` (for 408, 429 and 5xx gateway statuses, default 2) and ``temperature``
+``retries`` (for 408, 429, 500, 502, 503 and 504, default 2) and ``temperature``
 (default 0). Any other parameter stays in the URL (e.g. Azure's ``api-version``).
 
 The API key is read from ``$RAGTUNE_LLM_API_KEY`` or else ``$OPENAI_API_KEY``

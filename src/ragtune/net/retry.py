@@ -12,7 +12,11 @@ import random
 import re
 from datetime import UTC, datetime
 
-# Timeouts, rate limits and gateway failures pass; other errors would fail again.
+# The statuses that say "not now" rather than "no": 408 Request Timeout, 429 Too Many
+# Requests, 500 Internal Server Error, 502 Bad Gateway, 503 Service Unavailable and 504
+# Gateway Timeout. Not the other 5xx (501 Not Implemented, 505 HTTP Version Not
+# Supported, ...): they describe the server or the request and would answer the same
+# again. Nor 425 Too Early: it refuses TLS early data, which the HTTP client never sends.
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 # No caller waits this long; the ceiling keeps absurd values finite and printable.
 RETRY_AFTER_CEILING_S = 24 * 3600.0

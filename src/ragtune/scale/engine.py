@@ -19,6 +19,8 @@ from ragtune.documents import Document
 from ragtune.errors import RagtuneError
 from ragtune.index.vector_index import VectorStoreIndex
 from ragtune.scale.steps import FileRead, ProgressHook, WriteTarget, read_file, write_documents
+from ragtune.web.crawl import CrawlEvent
+from ragtune.web.extraction_pool import Outcome, extract_pages
 
 EngineName = Literal["local", "ray"]
 ENGINES: tuple[EngineName, ...] = ("local", "ray")
@@ -27,6 +29,10 @@ ENGINES: tuple[EngineName, ...] = ("local", "ray")
 class IngestEngine(Protocol):
     def extract_files(self, files: Sequence[Path]) -> Iterator[FileRead]:
         """Each file's Documents, in the order given, as they become ready."""
+        ...
+
+    def extract_pages(self, events: Iterator[CrawlEvent]) -> Iterator[tuple[CrawlEvent, Outcome]]:
+        """Each crawl event with its page's Documents, in any order (a ``PageExtractor``)."""
         ...
 
     def write(
@@ -47,6 +53,9 @@ class LocalEngine:
     def extract_files(self, files: Sequence[Path]) -> Iterator[FileRead]:
         for file in files:
             yield read_file(file)
+
+    def extract_pages(self, events: Iterator[CrawlEvent]) -> Iterator[tuple[CrawlEvent, Outcome]]:
+        return extract_pages(events)
 
     def write(
         self,

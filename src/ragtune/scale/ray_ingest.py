@@ -7,6 +7,9 @@ What runs where:
   cluster-wide because one process keeps them, and a crawl finds the same pages
   in the same order as a local ingest. Fetching is network-bound and capped per
   host, so spreading it would gain little; the CPU work it leads to is below.
+- **Crawled pages** are extracted by Ray tasks, one page each, while the driver
+  crawls on (a bounded number in flight, so a fast crawl cannot fill the object
+  store); JavaScript rendering, when a page needs it, stays with the crawler.
 - **Files** are read and extracted by Ray tasks, a few files each (the workers
   must see the same paths: one machine, or a shared filesystem).
 - **Chunking** runs in Ray Data tasks with the index's own chunker settings;
@@ -51,12 +54,17 @@ from ragtune.index.embedding import TextEmbedder, is_remote_spec, make_embedder
 from ragtune.index.vector_index import VectorStoreIndex
 from ragtune.scale.steps import FileRead, ProgressHook, WriteTarget, read_file, write_documents
 from ragtune.scale.streamed import StreamedEmbedder, VectorBatch
+from ragtune.web.crawl import CrawlEvent
+from ragtune.web.extraction_pool import Outcome, convert, outcome
 
 log = logging.getLogger(__name__)
 
 # Seconds between attempts to write to a store that cannot be reached (about 30 s in all).
 STORE_RETRY_DELAYS: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0, 15.0)
 FILES_PER_TASK = 8
+# Fetched pages waiting for extraction, per cluster CPU: enough to keep every worker
+# busy, few enough that pages (up to 20 MB each) never pile up in the object store.
+PAGES_IN_FLIGHT_PER_CPU = 8
 DOCUMENTS_PER_CHUNK_TASK = 64
 # Texts per actor call: one text per ONNX run either way (see index/embedding/local.py);
 # on a GPU a PyTorch batch this size fills the device far better than 32.
@@ -115,6 +123,33 @@ class RayEngine:
         pending = [task.remote(group) for group in groups]
         for reference in pending:
             yield from self._get(reference)
+
+    # --- Crawled pages ---------------------------------------------------------------
+
+    def extract_pages(self, events: Iterator[CrawlEvent]) -> Iterator[tuple[CrawlEvent, Outcome]]:
+        """Each fetched page extracted by a Ray task while the crawl goes on; the other
+        events (skipped, failed, unchanged) pass straight through."""
+        task = self.ray.remote(num_cpus=1, max_retries=3)(convert)
+        most = max(1, self.resources()[0]) * PAGES_IN_FLIGHT_PER_CPU
+        pending: dict[Any, CrawlEvent] = {}
+        for event in events:
+            if event.status != "fetched" or event.page is None:
+                yield event, []
+                continue
+            pending[task.remote(event.page)] = event
+            yield from self._extracted(pending, block=len(pending) >= most)
+        while pending:
+            yield from self._extracted(pending, block=True)
+
+    def _extracted(
+        self, pending: dict[Any, CrawlEvent], block: bool
+    ) -> Iterator[tuple[CrawlEvent, Outcome]]:
+        """The pages whose extraction has finished; with ``block``, at least one."""
+        ready, _ = self.ray.wait(
+            list(pending), num_returns=1 if block else len(pending), timeout=None if block else 0
+        )
+        for reference in ready:
+            yield pending.pop(reference), outcome(self._get(reference))
 
     # --- Chunks and vectors ------------------------------------------------------------
 

@@ -9,12 +9,13 @@ in-process: starting workers costs about a second.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from multiprocessing import get_context
 
 from ragtune.documents import Document
 from ragtune.errors import ExtractionError, RagtuneError
+from ragtune.runtime import env_count
 from ragtune.web.crawl import CrawlEvent
 from ragtune.web.fetch import FetchedPage
 from ragtune.web.pages import page_to_documents
@@ -23,11 +24,15 @@ IN_PROCESS_PAGES = 16  # pages extracted in-process before workers are worth sta
 MAX_PENDING_PER_WORKER = 8  # back-pressure: the crawl waits when extraction falls behind
 
 Outcome = list[Document] | RagtuneError
+# Where a crawl's pages are extracted: this module's process pool by default, a Ray
+# cluster's workers with ``ingest --engine ray``. Events go in as fetched; each comes
+# back with its outcome, in any order.
+PageExtractor = Callable[[Iterator[CrawlEvent]], Iterator[tuple[CrawlEvent, Outcome]]]
 
 
 def extract_pages(events: Iterator[CrawlEvent]) -> Iterator[tuple[CrawlEvent, Outcome]]:
     """Each crawl event with its Documents (or the error extraction raised)."""
-    workers = max(1, int(os.environ.get("RAGTUNE_EXTRACT_WORKERS", os.cpu_count() or 1)))
+    workers = extraction_workers()
     pool: ProcessPoolExecutor | None = None
     pending: dict[Future[list[Document] | str], CrawlEvent] = {}
     extracted = 0
@@ -38,7 +43,7 @@ def extract_pages(events: Iterator[CrawlEvent]) -> Iterator[tuple[CrawlEvent, Ou
                 continue
             extracted += 1
             if extracted <= IN_PROCESS_PAGES or workers == 1:
-                yield event, _outcome(convert(event.page))
+                yield event, outcome(convert(event.page))
                 continue
             if pool is None:
                 # spawn, not fork: the crawler's threads and sockets must not be copied.
@@ -52,6 +57,11 @@ def extract_pages(events: Iterator[CrawlEvent]) -> Iterator[tuple[CrawlEvent, Ou
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)
+
+
+def extraction_workers() -> int:
+    """Worker processes for a crawl's extraction: ``RAGTUNE_EXTRACT_WORKERS``, else one a CPU."""
+    return env_count("RAGTUNE_EXTRACT_WORKERS", os.cpu_count() or 1)
 
 
 def convert(page: FetchedPage) -> list[Document] | str:
@@ -71,8 +81,8 @@ def _collect(
     else:
         done, _ = wait(pending, return_when=mode)  # type: ignore[assignment]
     for future in done:
-        yield pending.pop(future), _outcome(future.result())
+        yield pending.pop(future), outcome(future.result())
 
 
-def _outcome(result: list[Document] | str) -> Outcome:
+def outcome(result: list[Document] | str) -> Outcome:
     return ExtractionError(result) if isinstance(result, str) else result

@@ -1,13 +1,14 @@
 """HTTP fetching that survives the real web, with one-line failures.
 
-Retries with exponential backoff and jitter on timeouts, dropped connections,
-408, 429 and 5xx; Retry-After honoured, and a 429 or 503 holds back the
-whole host; a byte cap counted after decompression, so a gzip bomb stops at
-the cap; a deadline for the whole response, headers and body, so a server that
-drips bytes cannot hold a worker; redirects followed one hop at a time, only to
-http(s) URLs and without credentials, each hop throttled as a request to its own
-host and put to the caller's ``check_redirect`` (the crawler keeps hops in its
-scope and under robots.txt); conditional requests with ETag / Last-Modified.
+Retries with exponential backoff and jitter on timeouts, dropped or refused
+connections, and the statuses 408, 429, 500, 502, 503 and 504 (``RETRY_STATUSES``;
+501, 505 and every other error status fail at once); Retry-After honoured, and a
+429 or 503 holds back the whole host; a byte cap counted after decompression, so a
+gzip bomb stops at the cap; a deadline for the whole response, headers and body, so
+a server that drips bytes cannot hold a worker; redirects followed one hop at a
+time, only to http(s) URLs and without credentials, each hop throttled as a request
+to its own host and put to the caller's ``check_redirect`` (the crawler keeps hops
+in its scope and under robots.txt); conditional requests with ETag / Last-Modified.
 Given a guarding ``address_policy`` (``ragtune serve``), every connection, each
 redirect hop's included, is made only to an address the policy allows
 (``net/address_guard.py``); a refused one fails the fetch with AddressRefused.

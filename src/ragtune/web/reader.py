@@ -10,7 +10,7 @@ from ragtune.documents import OUTLINKS, Document
 from ragtune.errors import FetchError, RagtuneError
 from ragtune.net.address_guard import AddressPolicy
 from ragtune.web.crawl import Crawler, CrawlEvent, CrawlOptions, CrawlReport
-from ragtune.web.extraction_pool import extract_pages
+from ragtune.web.extraction_pool import PageExtractor, extract_pages
 from ragtune.web.fetch import (
     DEFAULT_MAX_BYTES,
     Fetcher,
@@ -42,6 +42,8 @@ class WebReader:
     ``render_allow`` (its CDN, its API) only.
     ``address_policy`` (``ragtune serve``) says which network addresses may be
     connected to, by the fetches and by rendered pages; by default, any.
+    ``page_extractor`` turns fetched pages into Documents: by default in worker
+    processes beside the crawl (``ingest --engine ray``: on the cluster).
     ``reader.report`` says what happened to every URL.
     """
 
@@ -67,6 +69,7 @@ class WebReader:
         scope: CrawlScope = "path",
         indexed: Iterable[str] = (),
         address_policy: AddressPolicy | None = None,
+        page_extractor: PageExtractor | None = None,
     ) -> None:
         if render not in ("never", "auto", "always"):
             raise RagtuneError(f"unknown render mode {render!r}; use never, auto or always")
@@ -96,6 +99,7 @@ class WebReader:
         self.max_bytes = max_bytes
         self.retry = RetryPolicy(retries=retries)
         self.address_policy = address_policy or AddressPolicy()
+        self.page_extractor = page_extractor or extract_pages
         self.report = CrawlReport()
         self.failures: list[RagtuneError] = []
 
@@ -130,7 +134,7 @@ class WebReader:
             renderer = self._renderer()
             crawler = Crawler(fetcher, self.options, known, on_fetched=renderer)
             try:
-                for event, result in extract_pages(crawler.run([str(url) for url in urls])):
+                for event, result in self.page_extractor(crawler.run([str(url) for url in urls])):
                     documents = self._settle(event, result)
                     if self.options.follow_links and event.links:
                         # Kept with the page so a later crawl can follow them on 304.

@@ -19,11 +19,16 @@ _BAD_HOST_CHARS = re.compile(r"[\s%<>\"{}|\\^`/?#@]")
 # scheme://user:password@ — up to the last @ before any query or fragment, so a
 # password with a stray / in it is hidden whole.
 _USERINFO = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*://)[^?#]*@")
+_ESCAPE = re.compile(r"%([0-9A-Fa-f]{2})")
+# RFC 3986 section 2.3: the characters an escape never changes the meaning of.
+_UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 
 
 def normalise(url: str) -> str:
-    """One spelling per page: lower-case scheme and host (IDNA-encoded), no default
-    port, no fragment, dot segments resolved, unsafe characters percent-encoded."""
+    """One spelling per page (RFC 3986 section 6.2.2): lower-case scheme and host
+    (IDNA-encoded), no default port, no fragment, unsafe characters percent-encoded,
+    escapes normalised (``normalise_escapes``), then dot segments resolved. The query
+    keeps its parameters in their order."""
     url = urldefrag(url.strip())[0]
     try:
         parsed = httpx.URL(url)
@@ -38,9 +43,23 @@ def normalise(url: str) -> str:
     if port and port != DEFAULT_PORTS.get(scheme):
         netloc = f"{netloc}:{port}"
     path = parsed.raw_path.decode("ascii").split("?", 1)[0] or "/"
-    path = _resolve_dots(path)
-    query = parsed.query.decode("ascii")
+    path = _resolve_dots(normalise_escapes(path))
+    query = normalise_escapes(parsed.query.decode("ascii"))
     return urlunsplit((scheme, netloc, path, query, ""))
+
+
+def normalise_escapes(component: str) -> str:
+    """A path or query with each percent-escape in one spelling: an escaped unreserved
+    character decoded (``%7E`` -> ``~``, ``%41`` -> ``A``), any other escape with
+    upper-case hex digits (``%c3%a9`` -> ``%C3%A9``). Reserved characters stay escaped
+    (``%2F``, ``%3F``, ``%26``, ``%3D``, ``%2B``): decoding them would change the URL's
+    meaning, a ``%2F`` into a path separator, a ``%26`` into a parameter break."""
+    return _ESCAPE.sub(_one_escape, component)
+
+
+def _one_escape(match: re.Match[str]) -> str:
+    character = chr(int(match.group(1), 16))
+    return character if character in _UNRESERVED else match.group(0).upper()
 
 
 def check_url(url: str) -> None:
