@@ -137,25 +137,90 @@ def test_live_progress_on_a_terminal_shows_hostile_names_inertly(tmp_path: Path)
 
 
 @pytest.mark.parametrize(
-    ("args", "fragment"),
+    ("args", "fragment", "command"),
     [
-        (["retrieve"], "Missing argument 'question'"),
-        (["retrieve", "q"], "Missing option '--index'"),
-        (["retrieve", "q", "--index", "x", "--top-k", "0"], "'--top-k'"),
-        (["ask", "q", "--top-k", f"1{CLEAR_SCREEN}"], "'--top-k'"),
-        (["ingest", "x", "--index", "i", "--no-such-option"], "No such option"),
-        (["no-such-command"], "No such command"),
-        (["retrieve", "q", "--index", "x", "--mode", "psychic"], "'hybrid', 'dense', 'keyword'"),
-        (["ingest", "x", "--index", "i", "--render", "sometimes"], "'never', 'auto', 'always'"),
-        (["extract", "x", "--format", "pdf"], "'markdown', 'text'"),
-        (["align", "--method", "ppo"], "'dpo'"),
+        (["retrieve"], "Missing argument 'question'", "retrieve"),
+        (["retrieve", "q"], "Missing option '--index'", "retrieve"),
+        (["retrieve", "q", "--index", "x", "--top-k", "0"], "'--top-k'", "retrieve"),
+        (["ask", "q", "--top-k", f"1{CLEAR_SCREEN}"], "'--top-k'", "ask"),
+        (["ingest", "x", "--index", "i", "--no-such-option"], "No such option", "ingest"),
+        (["no-such-command"], "No such command", ""),
+        (["retreive", "q"], "Did you mean 'retrieve'", ""),
+        (["--no-such-option"], "No such option", ""),
+        (["retrieve", "q", "--index", "x", "--mode", "psychic"], "'hybrid', 'dense'", "retrieve"),
+        (["ingest", "x", "--index", "i", "--render", "sometimes"], "'never', 'auto'", "ingest"),
+        (["extract", "x", "--format", "pdf"], "'markdown', 'text'", "extract"),
+        (["align", "--method", "ppo"], "'dpo'", "align"),
+        (["retrieve", "a", "b", "--index", "x"], "unexpected extra argument", "retrieve"),
+        # The groups and their subcommands, and an option left without its value,
+        # which click reports before it knows the command: the path is still named.
+        (["eval", "retrieval", "--index", "x"], "Missing option '--qa'", "eval retrieval"),
+        (["eval", "no-such-command"], "No such command", "eval"),
+        (["tokenizer", "train", "-o"], "'-o' requires an argument", "tokenizer train"),
+        (["models", "pull", "owner/repo"], "Missing argument", "models pull"),
+        (["models", "--no-such-option"], "No such option", "models"),
+        (["serve-key", "new", "--file"], "'--file' requires an argument", "serve-key new"),
+        (["serve", "--index", "x", "--port", "99999"], "'--port'", "serve"),
+        (["estimate", "rag", "--gpus", "two"], "'--gpus'", "estimate"),
     ],
 )
-def test_usage_errors_are_one_line(args: list[str], fragment: str) -> None:
+def test_usage_errors_are_one_line(args: list[str], fragment: str, command: str) -> None:
     result = run_cli(*args)
     assert result.returncode == 2
-    assert_one_line_error(result, fragment, "--help")
+    see = f"(see ragtune {command} --help)" if command else "(see ragtune --help)"
+    assert_one_line_error(result, fragment, see)
+    assert not set("│╭╰─") & set(result.stderr), result.stderr  # no Rich panel
+    assert result.stdout == ""
     _assert_inert(result.stderr)
+
+
+@pytest.mark.parametrize("value", ["two", "0", "-1", "1.5", "9" * 40 + "x"])
+def test_a_malformed_count_in_the_environment_is_one_line(value: str) -> None:
+    from ragtune.errors import RagtuneError
+    from ragtune.runtime import env_count, llm_threads, torch_threads, training_threads
+    from ragtune.web.extraction_pool import extraction_workers
+
+    variables = {
+        "RAGTUNE_TORCH_THREADS": (torch_threads, training_threads),
+        "RAGTUNE_LLM_THREADS": (llm_threads,),
+        "RAGTUNE_EXTRACT_WORKERS": (extraction_workers,),
+    }
+    with pytest.MonkeyPatch.context() as env:
+        for variable, readers in variables.items():
+            env.setenv(variable, value)
+            for read in readers:
+                with pytest.raises(RagtuneError, match=f"^{variable} must be a whole number"):
+                    read()
+            env.setenv(variable, " 3 ")
+            assert {read() for read in readers} == {3}
+            env.setenv(variable, "")
+            assert env_count(variable, 7) == 7
+
+
+def test_a_malformed_worker_count_stops_an_ingest_in_one_line(
+    shop_url: str, tmp_path: Path
+) -> None:
+    env = {**os.environ, "RAGTUNE_EXTRACT_WORKERS": "many", "COLUMNS": "200"}
+    index = tmp_path / "idx"
+    result = subprocess.run(
+        [sys.executable, "-m", "ragtune", "ingest", f"{shop_url}/products", "--index", str(index)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    assert_one_line_error(result, "RAGTUNE_EXTRACT_WORKERS must be a whole number", "'many'")
+    assert not (index / "ragtune.json").exists()
+
+
+@pytest.mark.parametrize("group", [[], ["eval"], ["tokenizer"], ["serve-key"]])
+def test_a_group_without_its_command_prints_its_help(group: list[str]) -> None:
+    # Not an error line: what the group offers, with a usage error's exit code.
+    result = run_cli(*group)
+    assert result.returncode == 2
+    assert f"Usage: ragtune {' '.join([*group, ''])}[OPTIONS] COMMAND" in result.stdout
+    assert "Example" in result.stdout
+    assert result.stderr == ""
 
 
 def test_help_still_prints_and_exits_zero() -> None:

@@ -11,11 +11,24 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from ragtune.errors import RagtuneError
+
 _configured = False
 
 
+def env_count(name: str, default: int) -> int:
+    """A positive whole number from the environment variable ``name``, else ``default``;
+    anything else set there is an error naming the variable, not a traceback."""
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return default
+    if not value.isdigit() or int(value) < 1:
+        raise RagtuneError(f"{name} must be a whole number of at least 1, not {value!r}")
+    return int(value)
+
+
 def torch_threads() -> int:
-    return int(os.environ.get("RAGTUNE_TORCH_THREADS", "1"))
+    return env_count("RAGTUNE_TORCH_THREADS", 1)
 
 
 def training_threads(processes: int = 1) -> int:
@@ -25,7 +38,7 @@ def training_threads(processes: int = 1) -> int:
     LoRA on SmolLM2 ran 1.5x faster with 2 threads than 1 on a quiet 2-vCPU machine
     (bench/finetune_lora.py), unlike the small matmuls of embedding one text at a time.
     """
-    if "RAGTUNE_TORCH_THREADS" in os.environ:
+    if os.environ.get("RAGTUNE_TORCH_THREADS", "").strip():
         return torch_threads()
     return max(1, len(os.sched_getaffinity(0)) // max(1, processes))
 
@@ -34,8 +47,7 @@ def llm_threads() -> int:
     # Measured on a 2-vCPU machine with SmolLM2-135M: 2 threads gave 317 prompt
     # tokens/s and 87 generated tokens/s against 159 and 52 with 1, as long as
     # nothing else is busy (embedding runs before generation, not beside it).
-    default = min(8, os.cpu_count() or 1)
-    return int(os.environ.get("RAGTUNE_LLM_THREADS", str(default)))
+    return env_count("RAGTUNE_LLM_THREADS", min(8, os.cpu_count() or 1))
 
 
 def configure_torch_threads() -> None:

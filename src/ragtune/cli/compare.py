@@ -90,12 +90,12 @@ def compare_command(
     overwrite: Annotated[bool, typer.Option(help="Replace an earlier report.")] = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Compare the base model, RAG, LoRA fine-tuning (plain and on augmented records),
-    each with RAG, and a model pretrained from scratch on the same held-out questions;
-    write report.md, report.html, results.json. Each arm is also priced at scale with
-    ragtune estimate (default: a 7B model on one A10G at the profile's price).
+    """Measure every route on the same held-out questions, side by side.
 
-    Example: ragtune compare --index ./shop-index -o shop-report --budget 20m
+    The base model, RAG, LoRA fine-tuning (plain and on augmented records), each with
+    RAG, and a model pretrained from scratch; writes report.md, report.html and
+    results.json. Each arm is also priced at scale with ragtune estimate (default: a 7B
+    model on one A10G at the profile's price).
     """
     from ragtune.eval.compare.budget import parse_budget, parse_routes
     from ragtune.eval.compare.scale import Scale, check_scale, parse_model_size

@@ -95,11 +95,7 @@ def estimate_command(
     ] = None,
     as_json: Annotated[bool, Opt("--json", help="Print the estimate as JSON.")] = False,
 ) -> None:
-    """What a route would cost before running it: FLOPs, memory, time, money.
-
-    Example: ragtune estimate pretrain ../shared/data/pretrain/tinyshakespeare.txt
-    -c examples/recipes/pretrain-shakespeare-char.yaml
-    """
+    """What a route would cost before running it: FLOPs, memory, time, money."""
     from ragtune.train.estimate.routes import Request, estimate
 
     settings = {

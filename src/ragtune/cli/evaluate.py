@@ -31,10 +31,7 @@ def eval_retrieval_command(
     limit: Annotated[int | None, typer.Option(min=1, help="Only the first N questions.")] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Recall@1/5/10, MRR and latency p50/p95 of retrieval on a SQuAD-format question file.
-
-    Example: ragtune eval retrieval --qa xquad.en.json --index ./idx --json
-    """
+    """Recall@1/5/10, MRR and latency p50/p95 of retrieval on a SQuAD-format question file."""
     from ragtune.eval.retrieval import evaluate_retrieval
     from ragtune.eval.squad import load_squad
     from ragtune.index.vector_index import VectorStoreIndex
@@ -80,8 +77,6 @@ def eval_answers_command(
 ) -> None:
     """Exact match, token F1, contains, faithfulness, citation precision, abstention and
     latency of the answers to a SQuAD-format question file.
-
-    Example: ragtune eval answers --qa kept.json --unanswerable held-out.json --index ./idx
 
     For honest unanswerable questions, index some articles and pass another article's
     questions as --unanswerable (``ragtune.eval.squad.split_by_article`` splits a file).

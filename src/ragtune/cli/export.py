@@ -33,10 +33,7 @@ def merge_command(
         bool, typer.Option("--overwrite", help="Replace a non-empty output directory.")
     ] = False,
 ) -> None:
-    """Fold a LoRA adapter into its base model: one plain model directory.
-
-    Example: ragtune merge ./runs/lora --output ./merged
-    """
+    """Fold a LoRA adapter into its base model: one plain model directory."""
     from ragtune.train.export.merge import merge_adapter
 
     with err.status(Text(f"Merging {adapter_dir} into its base model")):
@@ -66,8 +63,6 @@ def export_command(
     """Write a model as a GGUF file that the llama.cpp backend runs.
 
     The output is never one of the model's own files, even with --overwrite.
-
-    Example: ragtune export ./merged --format gguf --quant q8_0 --output tuned.gguf
     """
     from ragtune.train.export.gguf_export import export_gguf
 

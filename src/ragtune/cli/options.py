@@ -27,8 +27,8 @@ EngineOption = Annotated[
     Engine,
     typer.Option(
         "--engine",
-        help="Where files are extracted and chunks embedded: local (this process) or ray "
-        "(a Ray cluster; needs ragtune[ray]). The index is the same either way.",
+        help="Where pages and files are extracted and chunks embedded: local (this process) "
+        "or ray (a Ray cluster; needs the ray extra). The index is the same either way.",
     ),
 ]
 RayAddressOption = Annotated[

@@ -79,11 +79,7 @@ def pretrain_command(
         bool, Opt("--overwrite", help="Replace a previous run in --output.")
     ] = False,
 ) -> None:
-    """Train a small Llama model from scratch on your own text.
-
-    Example: ragtune pretrain -c examples/recipes/pretrain-shakespeare-char.yaml
-    -d ../shared/data/pretrain/tinyshakespeare.txt -o runs/shakespeare
-    """
+    """Train a small Llama model from scratch on your own text."""
     if list_sizes:
         _list_sizes(vocab_size)
         return
@@ -202,10 +198,7 @@ def sample_command(
     top_k: Annotated[int, Opt("--top-k", help="0 for the whole vocabulary.")] = 200,
     seed: Annotated[int, Opt("--seed")] = 1337,
 ) -> None:
-    """Continue a prompt with a base model (one without a chat template).
-
-    Example: ragtune sample runs/shakespeare/model --prompt "ROMEO:" -n 300
-    """
+    """Continue a prompt with a base model (one without a chat template)."""
     from ragtune.errors import TrainingError
 
     if max_tokens <= 0:

@@ -42,10 +42,7 @@ def retrieve_command(
     mmr: MmrOption = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Rank indexed passages for a question, without any LLM.
-
-    Example: ragtune retrieve "price of the griffin kite" --index ./idx --filter site=shop.example
-    """
+    """Rank indexed passages for a question, without any LLM."""
     from ragtune.index.vector_index import VectorStoreIndex
 
     retriever = VectorStoreIndex.load(index).as_retriever(
@@ -98,8 +95,6 @@ def ask_command(
 ) -> None:
     """Answer a question from an index, citing the sources used.
 
-    Example: ragtune ask "What is the flavor of the dark energy potion?" --index ./idx
-
     Without --index the model answers from what it knows (a fine-tuned model, say).
     """
     from ragtune import VectorStoreIndex  # with the query engine registered
@@ -150,7 +145,7 @@ def chat_command(
     """Talk to an index: one question a line on stdin; follow-ups keep the subject.
 
     /sources lists the last answer's sources, /reset forgets the history, /exit
-    (or end of input) ends with a summary. Example: ragtune chat --index ./idx
+    (or end of input) ends with a summary.
 
     With stdin from a file or a pipe, each line is echoed as "> LINE" on stdout and
     turns are a blank line apart, so the transcript reads turn by turn.

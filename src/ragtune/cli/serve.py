@@ -97,8 +97,7 @@ def serve_command(
 ) -> None:
     """Serve indexes over an OpenAI-compatible API, with a web UI at /.
 
-    Example: ragtune serve --index ./idx, then point an OpenAI client at
-    http://127.0.0.1:8000/v1 (API docs at /docs).
+    Point an OpenAI client at http://127.0.0.1:8000/v1 (API docs at /docs).
     """
     from ragtune.serve.config import ServeConfig, parse_index_spec
 
@@ -200,8 +199,7 @@ def serve_key_new_command(
 ) -> None:
     """Make an API key: printed once on stdout, only its hash appended to --file.
 
-    Example: ragtune serve-key new --file keys.txt, then ragtune serve --index ./idx
-    --host 0.0.0.0 --api-key-file keys.txt
+    Give the file to ragtune serve --api-key-file; clients send Authorization: Bearer KEY.
     """
     from ragtune.serve.auth import new_key
 

@@ -25,6 +25,9 @@ if TYPE_CHECKING:  # the index and the web stack load only in the commands that 
 
 # Which of a page's renderings ``extract`` prints.
 PageFormat = Literal["markdown", "text"]
+# Skipped and failed sources named on stderr after an ingest; the report lists them all
+# (a folder of 5,000 images must not bury the summary).
+LISTED_TROUBLES = 20
 
 
 def ingest_and_report(sources: list[str], index_dir: Path, settings: IngestSettings) -> None:
@@ -41,10 +44,14 @@ def ingest_and_report(sources: list[str], index_dir: Path, settings: IngestSetti
             on_embed=progress.on_embed,
             on_plan=progress.on_plan,
         )
-    for url in result.report["urls"]:
-        if url["status"] in ("skipped", "failed"):
-            label = styled(f"{url['status']} ", "yellow" if url["status"] == "skipped" else "red")
-            err.print(Text.assemble(label, plain(f"{url['url']}: {url['reason']}")))
+    report_path = index_dir / REPORT_FILE
+    troubles = [url for url in result.report["urls"] if url["status"] in ("skipped", "failed")]
+    for url in troubles[:LISTED_TROUBLES]:
+        label = styled(f"{url['status']} ", "yellow" if url["status"] == "skipped" else "red")
+        err.print(Text.assemble(label, plain(f"{url['url']}: {url['reason']}")))
+    if len(troubles) > LISTED_TROUBLES:
+        more = len(troubles) - LISTED_TROUBLES
+        err.print(plain(f"... and {more} more skipped or failed, all listed in {report_path}"))
     counts = result.report["counts"]
     kinds = ", ".join(f"{kind} {n}" for kind, n in sorted(result.report["skipped"].items()))
     insert = result.insert
@@ -56,7 +63,7 @@ def ingest_and_report(sources: list[str], index_dir: Path, settings: IngestSetti
         f"{_written(insert.chunks, insert.embedded)}; "
         f"{_count(result.stats['documents'], 'document')}, "
         f"{_count(result.stats['chunks'], 'chunk')} in the index. "
-        f"Report: {index_dir / REPORT_FILE}",
+        f"Report: {report_path}",
     )
     limits = {"max_pages": settings.max_pages, "max_depth": settings.max_depth}
     for kind, unvisited in result.report["unvisited"].items():
@@ -161,10 +168,7 @@ def ingest_command(
     engine: EngineOption = "local",
     ray_address: RayAddressOption = None,
 ) -> None:
-    """Read web pages, files or folders and add their main content to an index.
-
-    Example: ragtune ingest https://example.com/docs --crawl --index ./idx
-    """
+    """Read web pages, files or folders and add their main content to an index."""
     from ragtune.ingest import IngestSettings
     from ragtune.web.render import allowed_origin
 
@@ -217,8 +221,6 @@ def sync_command(
     finds new pages); pages answering 404/410 and deleted files are removed;
     other failures keep the page and are listed. Exits 1 only if nothing
     could be checked.
-
-    Example: ragtune sync --index ./idx
     """
     from ragtune.sync import sync
 
@@ -287,10 +289,7 @@ def extract_command(
         ),
     ] = False,
 ) -> None:
-    """Print the main content of one page.
-
-    Example: ragtune extract page.html --format text
-    """
+    """Print the main content of one page."""
     from ragtune.web.pages import extract_source
 
     if explain and extractor == "default":

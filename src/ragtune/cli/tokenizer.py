@@ -74,8 +74,6 @@ def tokenizer_train_command(
 
     Lossless on any UTF-8 text; it splits text as SmolLM2 does, so models trained with it
     export to GGUF for llama.cpp.
-
-    Example: ragtune tokenizer train --data ../shared/data/pretrain/tinyshakespeare.txt -o runs/tok
     """
     from ragtune.train.pretrain.corpus import Corpus
     from ragtune.train.pretrain.tokenizer import train_tokenizer

@@ -105,10 +105,7 @@ def finetune_command(
         bool, Opt("--overwrite", help="Replace a previous run in --output.")
     ] = False,
 ) -> None:
-    """Fine-tune a model (LoRA or full) on instructions, chats or documents.
-
-    Example: ragtune finetune --data ../shared/data/sft/alpaca_en_demo.json --max-steps 50 -o runs/alpaca
-    """
+    """Fine-tune a model (LoRA or full) on instructions, chats or documents."""
     settings = {
         key: value
         for key, value in locals().items()
@@ -153,10 +150,7 @@ def align_command(
     resume: Annotated[bool, Opt("--resume")] = False,
     overwrite: Annotated[bool, Opt("--overwrite")] = False,
 ) -> None:
-    """Align a model with preference pairs (DPO).
-
-    Example: ragtune align --data ../shared/data/preference/dpo_en_demo.json --max-steps 20 -o runs/dpo
-    """
+    """Align a model with preference pairs (DPO)."""
     settings = {
         key: value
         for key, value in locals().items()
