@@ -2,6 +2,7 @@
 workers would do.
 
     .venv/bin/python bench/ray_ingest.py [--pages 2000] [--documents 20000] [--small]
+        [--corpus both|site|docs]
 
 Two corpora, each ingested into a new LanceDB index three ways:
 
@@ -72,6 +73,7 @@ def start_ray(cpus: int) -> float:
     started = time.perf_counter()
     os.environ.setdefault("RAY_memory_monitor_refresh_ms", "0")
     ray.init(
+        address="local",  # not a Ray that another program runs here (a test's cluster)
         num_cpus=cpus,
         include_dashboard=False,
         object_store_memory=256 * 1024 * 1024,
@@ -161,25 +163,27 @@ def main() -> None:
     parser.add_argument("--documents", type=int, default=20000)
     parser.add_argument("--small", action="store_true", help="150 pages, 600 documents")
     parser.add_argument("--gpu-rate", type=float, default=2000.0)
+    parser.add_argument("--corpus", choices=("both", "site", "docs"), default="both")
     args = parser.parse_args()
     pages, documents = (150, 600) if args.small else (args.pages, args.documents)
     print(f"load average before: {os.getloadavg()}; {os.cpu_count()} CPUs")
-    results = []
     with tempfile.TemporaryDirectory(prefix="ragtune-bench-ray-") as scratch:
         work = Path(scratch)
-        generate_site(work / "site", pages)
-        server, base = serve(work / "site")
-        try:
-            site = {"crawl": True, "scope": "host", "max_pages": pages, "max_depth": 10_000}
-            site |= {"use_sitemaps": False}
-            results.append(run_corpus(f"site, {pages} pages", [base + "/"], site, work / "s"))
-            report(results[-1], args.gpu_rate)  # each corpus as it finishes: the run is long
-        finally:
-            server.terminate()
-        generate_documents(work / "docs", documents)
-        folder = [str(work / "docs")]
-        results.append(run_corpus(f"docs, {documents} files", folder, {}, work / "d"))
-        report(results[-1], args.gpu_rate)
+        if args.corpus in ("both", "site"):
+            generate_site(work / "site", pages)
+            server, base = serve(work / "site")
+            try:
+                site = {"crawl": True, "scope": "host", "max_pages": pages, "max_depth": 10_000}
+                site |= {"use_sitemaps": False}
+                corpus = run_corpus(f"site, {pages} pages", [base + "/"], site, work / "s")
+                report(corpus, args.gpu_rate)  # each corpus as it finishes: the run is long
+            finally:
+                server.terminate()
+        if args.corpus in ("both", "docs"):
+            generate_documents(work / "docs", documents)
+            folder = [str(work / "docs")]
+            corpus = run_corpus(f"docs, {documents} files", folder, {}, work / "d")
+            report(corpus, args.gpu_rate)
     print(f"\nload average after: {os.getloadavg()}")
 
 

@@ -33,6 +33,9 @@ def demo_server(*args: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
         stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, "COLUMNS": "200"},
+        # As from a terminal: a shell's background job (CI under nohup ... &) inherits
+        # SIGINT ignored, and Ctrl-C would then never reach the server.
+        preexec_fn=_default_sigint,
     )
     try:
         yield process, process.stderr.readline() if process.stderr else ""
@@ -40,6 +43,10 @@ def demo_server(*args: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
         if process.poll() is None:
             process.kill()
         process.communicate(timeout=30)
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def get(url: str) -> tuple[int, str]:

@@ -224,6 +224,29 @@ def test_crawled_pages_are_extracted_on_the_cluster_with_bounded_pages_in_flight
 
 
 @needs_ray
+def test_without_an_address_ray_starts_its_own_beside_another_cluster(
+    ray_cluster: Any, small_corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Ray cluster already running on this machine (the module's) is not joined by
+    accident: Ray would join it and then refuse the CPU count a run of our own sets."""
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    result = ingest([str(small_corpus)], tmp_path / "idx", IngestSettings(engine="ray"))
+    assert result.documents == 24
+
+
+@needs_ray
+def test_ray_address_comes_from_the_environment_when_not_given(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from ragtune.scale.ray_ingest import RayEngine
+
+    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:9")  # nothing listens there
+    with pytest.raises(RagtuneError) as error:
+        RayEngine.connect(None)
+    one_line_message(error, "cannot reach the Ray cluster at 127.0.0.1:9")
+
+
+@needs_ray
 def test_ray_ingest_into_postgres_equals_the_local_one(
     ray_cluster: Any, small_corpus: Path, postgres: Any, tmp_path: Path
 ) -> None:

@@ -158,6 +158,12 @@ ENVIRONMENT_VARIABLES: tuple[EnvironmentVariable, ...] = (
         ("psycopg (libpq)", "ragtune.index.stores.postgres"),
     ),
     EnvironmentVariable(
+        "RAY_ADDRESS",
+        "unset (`--engine ray` starts Ray on this machine for the run)",
+        "The Ray cluster `--engine ray` joins when `--ray-address` is not given.",
+        ("ragtune.scale.ray_ingest",),
+    ),
+    EnvironmentVariable(
         "HTTP_PROXY",
         "unset",
         "Proxy for http:// fetches (web pages, model and embedding servers); not used "

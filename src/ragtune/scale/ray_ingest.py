@@ -87,13 +87,15 @@ class RayEngine:
 
     @classmethod
     def connect(cls, address: str | None) -> RayEngine:
-        """Join the cluster at ``address`` (host:port, ray://host:port or auto), or
-        start Ray on this machine; an application's own Ray session is used as it is."""
+        """Join the cluster at ``address`` (host:port, ray://host:port or auto; else
+        ``$RAY_ADDRESS``, as Ray's own tools read it), or start Ray on this machine for
+        the run; an application's own Ray session is used as it is."""
         try:
             import ray
             import ray.data
         except ImportError:
             raise RagtuneError(RAY_EXTRA) from None
+        address = address or os.environ.get("RAY_ADDRESS", "").strip() or None
         started_here = not ray.is_initialized()
         if started_here:
             _start_or_join(ray, address)
@@ -297,6 +299,9 @@ def _init(ray: Any, address: str | None) -> None:
     os.environ.setdefault("RAY_memory_monitor_refresh_ms", "0")
     try:
         ray.init(
+            # "local": a Ray of our own even where another runs on this machine (without
+            # it ray.init joins that one, and refuses num_cpus there).
+            address="local",
             num_cpus=os.cpu_count() or 1,
             include_dashboard=False,
             object_store_memory=LOCAL_OBJECT_STORE_BYTES,
