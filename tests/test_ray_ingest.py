@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import suppress
 from importlib.util import find_spec
 from pathlib import Path
 from typing import Any, get_args
@@ -228,10 +229,29 @@ def test_without_an_address_ray_starts_its_own_beside_another_cluster(
     ray_cluster: Any, small_corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A Ray cluster already running on this machine (the module's) is not joined by
-    accident: Ray would join it and then refuse the CPU count a run of our own sets."""
+    accident: Ray would join it and then refuse the CPU count a run of our own sets.
+    Run as a user runs it, in a process of its own: after a Ray of its own, a process
+    cannot join another cluster (Ray 2.60 then fails every task with OwnerDiedError)."""
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
-    result = ingest([str(small_corpus)], tmp_path / "idx", IngestSettings(engine="ray"))
-    assert result.documents == 24
+    result = run_cli(
+        "ingest", str(small_corpus), "--index", str(tmp_path / "idx"), "--engine", "ray"
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Indexed 24 documents" in result.stdout
+
+
+@needs_ray
+def test_joining_a_cluster_after_a_ray_of_its_own_is_one_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Ray would join, then fail every task with OwnerDiedError; the decision rule is
+    checked without starting a Ray (the flag is what a local start sets)."""
+    from ragtune.scale import ray_ingest
+
+    monkeypatch.setattr(ray_ingest, "_local_ray_started", True)
+    with pytest.raises(RagtuneError) as error:
+        ray_ingest.RayEngine.connect("127.0.0.1:9")
+    one_line_message(error, "127.0.0.1:9", "already ran a Ray of its own", "new process")
 
 
 @needs_ray
@@ -337,13 +357,16 @@ def test_a_killed_driver_is_completed_by_the_rerun_with_nothing_duplicated(
         "--commit-every",
         "4",
     ]
-    driver = subprocess.Popen(
-        command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
-    )
+    driver_log = tmp_path / "driver.log"
+    with driver_log.open("wb") as log:
+        driver = subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
     try:
-        committed = _wait_for_chunks(index_dir, driver, deadline=240)
+        committed = _wait_for_chunks(index_dir, driver, driver_log, deadline=240)
     finally:
-        os.killpg(driver.pid, signal.SIGKILL)
+        with suppress(ProcessLookupError):  # it may have ended: the assertion says how
+            os.killpg(driver.pid, signal.SIGKILL)
         driver.wait()
     partial = index_contents(index_dir)
     assert 0 < len(partial) < len(local_contents), committed
@@ -362,11 +385,15 @@ def test_a_killed_driver_is_completed_by_the_rerun_with_nothing_duplicated(
     assert_same_index(local_contents, index_contents(index_dir))
 
 
-def _wait_for_chunks(index_dir: Path, driver: subprocess.Popen[bytes], deadline: float) -> int:
+def _wait_for_chunks(
+    index_dir: Path, driver: subprocess.Popen[bytes], driver_log: Path, deadline: float
+) -> int:
     """Chunks committed by ``driver``, once there are some (the driver still running)."""
     stop = time.monotonic() + deadline
     while time.monotonic() < stop:
-        assert driver.poll() is None, "the ingest finished before it could be killed"
+        if driver.poll() is not None:
+            output = driver_log.read_text(errors="replace")[-2000:]
+            raise AssertionError(f"the ingest ended before it could be killed:\n{output}")
         if (index_dir / "ragtune.json").exists():
             try:
                 index = VectorStoreIndex.load(index_dir)

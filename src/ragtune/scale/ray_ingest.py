@@ -76,6 +76,13 @@ GPU_EMBED_BATCH = 256
 LOCAL_OBJECT_STORE_BYTES = 256 * 1024 * 1024
 CONNECT_TIMEOUT_S = 5.0
 RAY_EXTRA = "--engine ray needs the ray extra: pip install 'ragtune[ray]'"
+JOIN_AFTER_LOCAL = (
+    "cannot join the Ray cluster at {address}: this process already ran a Ray of its own, "
+    "and Ray cannot join another cluster from it; run the ingest in a new process"
+)
+# Set once this process has started a Ray of its own: Ray 2.60 then joins another
+# cluster without complaint, but every task there fails (OwnerDiedError).
+_local_ray_started = False
 
 
 class RayEngine:
@@ -287,8 +294,11 @@ def _start_or_join(ray: Any, address: str | None) -> None:
 
 
 def _init(ray: Any, address: str | None) -> None:
+    global _local_ray_started
     quiet = {"log_to_driver": False, "logging_level": logging.ERROR}
     if address:
+        if _local_ray_started:
+            raise RagtuneError(JOIN_AFTER_LOCAL.format(address=address))
         check_reachable(address)
         try:
             ray.init(address=address, **quiet)
@@ -309,6 +319,7 @@ def _init(ray: Any, address: str | None) -> None:
         )
     except Exception as error:
         raise RagtuneError(f"cannot start Ray on this machine: {first_line(error)}") from None
+    _local_ray_started = True
 
 
 def check_reachable(address: str) -> None:
