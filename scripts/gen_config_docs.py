@@ -171,7 +171,7 @@ LIMITS: tuple[Limit, ...] = (
     ),
     Limit("ragtune.web.urls:MAX_URL_LENGTH", "characters", "Longest URL fetched."),
     Limit(
-        "ragtune.web.crawl:MAX_CRAWL_DELAY",
+        "ragtune.web.visits:MAX_CRAWL_DELAY",
         "seconds",
         "Longest robots.txt Crawl-delay obeyed; a host asking for more is not crawled.",
     ),

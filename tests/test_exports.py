@@ -25,7 +25,7 @@ FROM_RAGTUNE = re.compile(r"^\s*from ragtune import (\([^)]*\)|[^\n]+)", re.MULT
 EXPECTED = {
     "ChatSession": "ragtune.query.chat",
     "Citation": "ragtune.documents",
-    "CrawlReport": "ragtune.web.crawl",
+    "CrawlReport": "ragtune.web.crawl_events",
     "Document": "ragtune.documents",
     "ExtractedPage": "ragtune.extract.html",
     "MetadataFilter": "ragtune.index.filters",

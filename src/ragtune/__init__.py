@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from ragtune.sync import SyncResult
     from ragtune.sync import sync as sync_index
     from ragtune.web import WebReader
-    from ragtune.web.crawl import CrawlReport
+    from ragtune.web.crawl_events import CrawlReport
 
 # Each public name: the module that defines it and its name there.
 #
@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 _EXPORTS: dict[str, tuple[str, str]] = {
     "ChatSession": ("ragtune.query.chat", "ChatSession"),
     "Citation": ("ragtune.documents", "Citation"),
-    "CrawlReport": ("ragtune.web.crawl", "CrawlReport"),
+    "CrawlReport": ("ragtune.web.crawl_events", "CrawlReport"),
     "Document": ("ragtune.documents", "Document"),
     "ExtractedPage": ("ragtune.extract", "ExtractedPage"),
     "MetadataFilter": ("ragtune.index.filters", "MetadataFilter"),

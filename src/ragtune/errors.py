@@ -9,7 +9,8 @@ its message, which may be reworded at any time.
 from __future__ import annotations
 
 import errno
-from typing import Literal
+import re
+from typing import Any, Literal
 
 from ragtune.url_options import redact
 
@@ -30,6 +31,12 @@ FetchErrorKind = Literal[
 
 class RagtuneError(Exception):
     """Base class: the CLI prints str(error) on one line and exits non-zero."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Pickled as its message and attributes, not by calling its constructor again:
+        # subclasses take other arguments than the message (a fetch shard on a Ray
+        # worker sends its FetchErrors to the crawl).
+        return _rebuild_error, (type(self), self.args, self.__dict__)
 
 
 class FetchError(RagtuneError):
@@ -174,9 +181,15 @@ def one_line(error: BaseException, limit: int = 300) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+# Terminal escape sequences (Ray colours its task names): never passed on to a terminal.
+_ESCAPES = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b")
+
+
 def first_line(error: BaseException, limit: int = 200) -> str:
-    """The first line of a third-party error's message (the rest is usually a trace)."""
-    return (str(error).strip().splitlines() or [type(error).__name__])[0][:limit]
+    """The first line of a third-party error's message (the rest is usually a trace),
+    without terminal escape sequences."""
+    text = _ESCAPES.sub("", str(error)).strip()
+    return (text.splitlines() or [type(error).__name__])[0][:limit]
 
 
 def is_disk_full(error: BaseException) -> bool:
@@ -186,3 +199,12 @@ def is_disk_full(error: BaseException) -> bool:
         return error.errno in (errno.ENOSPC, errno.EDQUOT)
     text = str(error)
     return "os error 28" in text or "No space left" in text
+
+
+def _rebuild_error(
+    kind: type[RagtuneError], args: tuple[Any, ...], state: dict[str, Any]
+) -> RagtuneError:
+    error = kind.__new__(kind)
+    error.args = args
+    error.__dict__.update(state)
+    return error

@@ -53,8 +53,9 @@ from ragtune.scale.engine import EngineName, IngestEngine, LocalEngine, open_eng
 from ragtune.scale.steps import FileRead, WriteTarget
 from ragtune.web.crawl import CrawlEvent, CrawlReport, SkipKind
 from ragtune.web.fetch import Validators
-from ragtune.web.reader import RenderMode, WebReader
+from ragtune.web.reader import WebReader
 from ragtune.web.urls import CrawlScope, normalise, seed_key
+from ragtune.web.visits import RenderMode
 
 REPORT_FILE = "ingest-report.json"
 SOURCES_FILE = "sources.json"
@@ -211,8 +212,9 @@ def read_urls(
 ) -> list[Document]:
     """The Documents of ``urls`` (and, crawling, of the pages they lead to).
     ``indexed``: pages a crawl already indexed, each checked whatever the page limit,
-    which new pages only fill what they leave of. This process fetches (one polite
-    crawler); ``engine`` extracts the pages (default: worker processes here)."""
+    which new pages only fill what they leave of. This process keeps the frontier
+    (one polite crawler); ``engine`` fetches (default: threads here; Ray: a shard per
+    host) and extracts the pages (default: worker processes here)."""
     if not urls:
         return []
     if on_plan:
@@ -236,6 +238,7 @@ def read_urls(
         indexed=indexed,
         address_policy=AddressPolicy.from_settings(settings),
         page_extractor=(engine or LocalEngine()).extract_pages,
+        visit_pool=(engine or LocalEngine()).visit_pool,
     )
     return reader.load_data(urls, on_event=record, known=known)
 

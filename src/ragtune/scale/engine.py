@@ -19,8 +19,9 @@ from ragtune.documents import Document
 from ragtune.errors import RagtuneError
 from ragtune.index.vector_index import VectorStoreIndex
 from ragtune.scale.steps import FileRead, ProgressHook, WriteTarget, read_file, write_documents
-from ragtune.web.crawl import CrawlEvent
+from ragtune.web.crawl import CrawlEvent, CrawlOptions
 from ragtune.web.extraction_pool import Outcome, extract_pages
+from ragtune.web.visits import FetchSettings, VisitPool
 
 EngineName = Literal["local", "ray"]
 ENGINES: tuple[EngineName, ...] = ("local", "ray")
@@ -33,6 +34,10 @@ class IngestEngine(Protocol):
 
     def extract_pages(self, events: Iterator[CrawlEvent]) -> Iterator[tuple[CrawlEvent, Outcome]]:
         """Each crawl event with its page's Documents, in any order (a ``PageExtractor``)."""
+        ...
+
+    def visit_pool(self, settings: FetchSettings, options: CrawlOptions) -> VisitPool | None:
+        """Where a crawl fetches; None: threads in this process (a ``VisitPoolFactory``)."""
         ...
 
     def write(
@@ -56,6 +61,9 @@ class LocalEngine:
 
     def extract_pages(self, events: Iterator[CrawlEvent]) -> Iterator[tuple[CrawlEvent, Outcome]]:
         return extract_pages(events)
+
+    def visit_pool(self, settings: FetchSettings, options: CrawlOptions) -> VisitPool | None:
+        return None
 
     def write(
         self,

@@ -52,10 +52,12 @@ from ragtune.errors import RagtuneError, StoreConnectionError, first_line
 from ragtune.index.chunking import ChunkingConfig, MarkdownChunker
 from ragtune.index.embedding import TextEmbedder, is_remote_spec, make_embedder
 from ragtune.index.vector_index import VectorStoreIndex
+from ragtune.scale.ray_fetch import RayVisits
 from ragtune.scale.steps import FileRead, ProgressHook, WriteTarget, read_file, write_documents
 from ragtune.scale.streamed import StreamedEmbedder, VectorBatch
-from ragtune.web.crawl import CrawlEvent
+from ragtune.web.crawl import CrawlEvent, CrawlOptions
 from ragtune.web.extraction_pool import Outcome, convert, outcome
+from ragtune.web.visits import FetchSettings, VisitPool
 
 log = logging.getLogger(__name__)
 
@@ -134,6 +136,10 @@ class RayEngine:
             yield from self._get(reference)
 
     # --- Crawled pages ---------------------------------------------------------------
+
+    def visit_pool(self, settings: FetchSettings, options: CrawlOptions) -> VisitPool:
+        """Fetch shards, one a cluster CPU at most, each owning the hosts it fetches."""
+        return RayVisits(self.ray, settings, options, shards=max(1, self.resources()[0]))
 
     def extract_pages(self, events: Iterator[CrawlEvent]) -> Iterator[tuple[CrawlEvent, Outcome]]:
         """Each fetched page extracted by a Ray task while the crawl goes on; the other

@@ -4,27 +4,23 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Iterator
-from typing import Literal
 
 from ragtune.documents import OUTLINKS, Document
 from ragtune.errors import FetchError, RagtuneError
 from ragtune.net.address_guard import AddressPolicy
 from ragtune.web.crawl import Crawler, CrawlEvent, CrawlOptions, CrawlReport
 from ragtune.web.extraction_pool import PageExtractor, extract_pages
-from ragtune.web.fetch import (
-    DEFAULT_MAX_BYTES,
-    Fetcher,
-    RetryPolicy,
-    Validators,
-)
-from ragtune.web.politeness import HostThrottle
-from ragtune.web.render import PageRenderer, allowed_origin
+from ragtune.web.fetch import DEFAULT_MAX_BYTES, Validators
+from ragtune.web.render import allowed_origin
 from ragtune.web.urls import CRAWL_SCOPES, CrawlScope
+from ragtune.web.visits import FetchSettings, RenderMode, VisitPool
 
 logger = logging.getLogger(__name__)
 
 ProgressCallback = Callable[[CrawlEvent], None]
-RenderMode = Literal["never", "auto", "always"]
+# Where a crawl fetches (``ingest --engine ray``: fetch shards on the cluster); None:
+# threads in this process.
+VisitPoolFactory = Callable[[FetchSettings, CrawlOptions], VisitPool | None]
 
 
 class WebReader:
@@ -44,6 +40,8 @@ class WebReader:
     connected to, by the fetches and by rendered pages; by default, any.
     ``page_extractor`` turns fetched pages into Documents: by default in worker
     processes beside the crawl (``ingest --engine ray``: on the cluster).
+    ``visit_pool`` says where pages are fetched: by default threads here
+    (``ingest --engine ray``: fetch shards on the cluster, each owning its hosts).
     ``reader.report`` says what happened to every URL.
     """
 
@@ -70,6 +68,7 @@ class WebReader:
         indexed: Iterable[str] = (),
         address_policy: AddressPolicy | None = None,
         page_extractor: PageExtractor | None = None,
+        visit_pool: VisitPoolFactory | None = None,
     ) -> None:
         if render not in ("never", "auto", "always"):
             raise RagtuneError(f"unknown render mode {render!r}; use never, auto or always")
@@ -90,16 +89,23 @@ class WebReader:
             # One URL, not its characters.
             indexed=frozenset([indexed] if isinstance(indexed, str) else indexed),
         )
-        self.render = render
         if isinstance(render_allow, str):  # one origin, not its characters
             render_allow = [render_allow]
-        self.render_allow = [allowed_origin(origin) for origin in render_allow]
-        self.throttle = HostThrottle(per_host=per_host_concurrency, delay=delay)
-        self.timeout = timeout
-        self.max_bytes = max_bytes
-        self.retry = RetryPolicy(retries=retries)
-        self.address_policy = address_policy or AddressPolicy()
+        self.fetch_settings = FetchSettings(
+            timeout=timeout,
+            max_bytes=max_bytes,
+            retries=retries,
+            per_host_concurrency=per_host_concurrency,
+            delay=delay,
+            address_policy=address_policy or AddressPolicy(),
+            render=render,
+            render_allow=tuple(allowed_origin(origin) for origin in render_allow),
+            obey_robots=obey_robots,
+        )
+        # Kept across load_data calls: a Retry-After holds for the next call too.
+        self.throttle = self.fetch_settings.throttle()
         self.page_extractor = page_extractor or extract_pages
+        self.visit_pool = visit_pool
         self.report = CrawlReport()
         self.failures: list[RagtuneError] = []
 
@@ -124,15 +130,10 @@ class WebReader:
     ) -> Iterator[Document]:
         self.report = CrawlReport()
         self.failures = []
-        with Fetcher(
-            timeout=self.timeout,
-            max_bytes=self.max_bytes,
-            retry=self.retry,
-            throttle=self.throttle,
-            address_policy=self.address_policy,
-        ) as fetcher:
-            renderer = self._renderer()
-            crawler = Crawler(fetcher, self.options, known, on_fetched=renderer)
+        with self.fetch_settings.fetcher(self.throttle) as fetcher:
+            renderer = self.fetch_settings.renderer()
+            visits = self.visit_pool(self.fetch_settings, self.options) if self.visit_pool else None
+            crawler = Crawler(fetcher, self.options, known, on_fetched=renderer, visits=visits)
             try:
                 for event, result in self.page_extractor(crawler.run([str(url) for url in urls])):
                     documents = self._settle(event, result)
@@ -156,9 +157,6 @@ class WebReader:
         if event.status in ("failed", "skipped") and event.error is not None:
             self._record_failure(event.error)
         return result if isinstance(result, list) else []
-
-    def _renderer(self) -> PageRenderer:
-        return PageRenderer(self.render, self.max_bytes, self.render_allow, self.address_policy)
 
     def _record_failure(self, error: RagtuneError) -> None:
         if not self.ignore_scrape_failures:

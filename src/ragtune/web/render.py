@@ -36,7 +36,7 @@ import lxml.html
 from ragtune.errors import AddressRefused, ExtractionError, FetchError, RagtuneError
 from ragtune.net.address_guard import AddressPolicy
 from ragtune.net.deadline import Deadline, deadline_client
-from ragtune.web.crawl import CrawlEvent
+from ragtune.web.crawl_events import CrawlEvent
 from ragtune.web.fetch import DEFAULT_MAX_BYTES
 from ragtune.web.urls import DEFAULT_PORTS, check_url, normalise
 
