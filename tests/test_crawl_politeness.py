@@ -50,6 +50,25 @@ def test_robots_disallowed_path_is_never_requested(site: Site) -> None:
     assert robots.headers["user-agent"].startswith("ragtune/")
 
 
+def test_pages_refused_by_robots_take_no_room_under_the_page_limit(site: Site) -> None:
+    """robots.txt is read in the visit, after the page took its room; a refusal gives
+    it back, so the allowed pages behind the refused ones are still fetched."""
+    site.routes["/robots.txt"] = Reply(
+        body=b"User-agent: *\nDisallow: /private\n", content_type="text/plain"
+    )
+    private = [f"/private/{n}" for n in range(6)]
+    public = [f"/public/{n}" for n in range(3)]
+    site.page("/", html("Home", links=private + public))
+    for path in private + public:
+        site.page(path, html(path))
+    reader = crawl(site, max_pages=4, use_sitemaps=False)
+    counts = reader.report.counts()
+    assert counts["fetched"] == 4  # the home page and the three public ones
+    assert counts["skipped"] == 6  # every private one, refused by robots.txt
+    assert reader.report.unvisited() == {}
+    assert all(site.requests_for(path) == [] for path in private)
+
+
 def test_robots_rules_for_our_user_agent_win(site: Site) -> None:
     site.routes["/robots.txt"] = Reply(
         body=b"User-agent: ragtune\nDisallow: /\n\nUser-agent: *\nAllow: /\n",
