@@ -8,9 +8,12 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
+import time
 import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
+from typing import Any
 
 import pytest
 from tests.helpers import assert_one_line_error, run_cli
@@ -91,3 +94,36 @@ def test_port_in_use_is_one_error_line() -> None:
 def test_options_the_mode_would_ignore_are_refused(args: tuple[str, ...], fragment: str) -> None:
     result = run_cli("demo", *args, timeout=60)
     assert_one_line_error(result, fragment)
+
+
+def test_a_sigterm_landing_while_a_request_is_handled_still_stops_the_server() -> None:
+    """socketserver catches every Exception raised while it handles a request: the stop
+    must not be one, or a SIGTERM landing there is swallowed and the server runs on.
+    The signal is sent from inside request handling, so it lands there every time."""
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    from ragtune.shop_server import serve_until_stopped
+
+    class SignalledServer(ThreadingHTTPServer):
+        def process_request(self, request: Any, client_address: Any) -> None:
+            os.kill(os.getpid(), signal.SIGTERM)
+            super().process_request(request, client_address)
+
+    server = SignalledServer(("127.0.0.1", 0), SimpleHTTPRequestHandler)
+    port = server.server_address[1]
+    watchdog = threading.Timer(15, server.shutdown)  # ends a server the signal failed to stop
+    client = threading.Thread(target=_get_quietly, args=(f"http://127.0.0.1:{port}/",))
+    watchdog.start()
+    client.start()
+    started = time.monotonic()
+    try:
+        serve_until_stopped(server)
+    finally:
+        watchdog.cancel()
+        client.join(timeout=15)
+    assert time.monotonic() - started < 10, "the SIGTERM was swallowed"
+
+
+def _get_quietly(url: str) -> None:
+    with suppress(OSError):
+        urllib.request.urlopen(url, timeout=5).close()

@@ -87,8 +87,10 @@ def serve_shop(directory: Path | None = None, port: int = 0) -> Iterator[str]:
         server.server_close()
 
 
-class _Stop(Exception):
-    """Raised by the SIGTERM handler to leave ``serve_forever``."""
+class _Stop(BaseException):
+    """Raised by the SIGTERM handler to leave ``serve_forever``. A BaseException, as
+    KeyboardInterrupt is: socketserver catches every Exception raised while it handles
+    a request, and a SIGTERM landing there was swallowed (the server ran on)."""
 
 
 def _raise_stop(signum: int, frame: FrameType | None) -> None:
