@@ -258,6 +258,16 @@ def _two_host_site(pages: int) -> tuple[Site, Counter[str]]:
     return site, most
 
 
+def _kept_visit_pools(engine: Any, pools: list[Any]) -> Any:
+    """The engine's visit pool factory, keeping each pool it makes in ``pools``."""
+
+    def shards(settings: Any, options: Any) -> Any:
+        pools.append(engine.visit_pool(settings, options))
+        return pools[-1]
+
+    return shards
+
+
 @needs_ray
 def test_fetch_shards_own_their_hosts_and_per_host_limits_hold_across_them(
     ray_cluster: Any,
@@ -269,10 +279,7 @@ def test_fetch_shards_own_their_hosts_and_per_host_limits_hold_across_them(
 
     engine = RayEngine.connect(ray_cluster.address)
     pools: list[Any] = []
-
-    def shards(settings: Any, options: Any) -> Any:
-        pools.append(engine.visit_pool(settings, options))
-        return pools[-1]
+    shards = _kept_visit_pools(engine, pools)
 
     try:
         site, most = _two_host_site(pages=12)
@@ -303,10 +310,7 @@ def test_a_fetch_shard_killed_mid_crawl_is_restarted_and_every_page_read_once(
     local = WebReader(crawl=True).load_data([f"{shop_url}/products"])
     engine = RayEngine.connect(ray_cluster.address)
     pools: list[Any] = []
-
-    def shards(settings: Any, options: Any) -> Any:
-        pools.append(engine.visit_pool(settings, options))
-        return pools[-1]
+    shards = _kept_visit_pools(engine, pools)
 
     events: list[str] = []
 

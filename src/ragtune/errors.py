@@ -181,7 +181,9 @@ def one_line(error: BaseException, limit: int = 300) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-# Terminal escape sequences (Ray colours its task names): never passed on to a terminal.
+# Whole terminal escape sequences (Ray colours its task names), so a message reads
+# "ray::Task", not "[36mray::Task"; the consoles (ragtune.terminal) drop control
+# characters from whatever they print in any case.
 _ESCAPES = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b")
 
 

@@ -29,27 +29,18 @@ from ragtune.web.fetch import Fetcher, Validators
 from ragtune.web.robots import RobotsPolicy
 from ragtune.web.sitemaps import sitemap_urls
 from ragtune.web.urls import UrlScope, check_seed, normalise
-from ragtune.web.visits import (
-    MAX_CRAWL_DELAY,
-    PageHandler,
-    PageVisitor,
-    ThreadVisits,
-    VisitPool,
-    links_and_canonical,
-)
+from ragtune.web.visits import PageHandler, PageVisitor, ThreadVisits, VisitPool
 
+# The crawl's types stay importable from here, where the rest of ragtune takes them.
 __all__ = [
-    "MAX_CRAWL_DELAY",
     "UNVISITED_KINDS",
     "UNVISITED_LISTED",
     "CrawlEvent",
     "CrawlOptions",
     "CrawlReport",
     "Crawler",
-    "PageHandler",
     "SkipKind",
     "Status",
-    "links_and_canonical",
 ]
 
 
