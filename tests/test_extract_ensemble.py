@@ -19,6 +19,7 @@ from ragtune.extract.ensemble import (
     extract_combined,
     load_selector,
 )
+from ragtune.extract.extractors import anchor_keys
 
 STORY = " ".join(
     f"Sentence {i} of the report says how the harbour was rebuilt after the winter storm."
@@ -68,6 +69,14 @@ def test_explain_names_the_extractors_behind_every_block() -> None:
     assert RAGTUNE not in lead.sources and RESILIPARSE in lead.sources
     heading = next(block for block in blocks if block.text.startswith("# "))
     assert heading.sources[0] == RAGTUNE
+
+
+@pytest.mark.parametrize("declaration", ["", '<?xml version="1.0" encoding="utf-8"?>\n'])
+def test_link_texts_are_read_on_xhtml_pages_too(declaration: str) -> None:
+    # lxml refuses a str that opens with an XML declaration: the link-density
+    # feature must not silently read 0 on such pages.
+    keys = anchor_keys(declaration + article(""))
+    assert {"home", "news", "about us"} <= keys
 
 
 def test_a_code_block_is_one_block_and_is_never_cut() -> None:

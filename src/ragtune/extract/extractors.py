@@ -66,9 +66,13 @@ def resiliparse_lines(html: str) -> list[str]:
 def anchor_keys(html: str) -> frozenset[str]:
     """The comparison keys of every link text on the page: a block made of them is
     navigation, however central it sits."""
-    parser = etree.HTMLParser(collect_ids=False, remove_comments=True, remove_pis=True)
+    # As UTF-8 bytes: lxml refuses a str that opens with an XML declaration
+    # (XHTML pages), and those pages' links count as much as any other's.
+    parser = etree.HTMLParser(
+        encoding="utf-8", collect_ids=False, remove_comments=True, remove_pis=True
+    )
     try:
-        root = etree.fromstring(html, parser)
+        root = etree.fromstring(html.encode("utf-8", errors="replace"), parser)
     except Exception:  # unparseable: no link evidence
         return frozenset()
     if root is None:
