@@ -104,29 +104,25 @@ class Site:
             self.log.append(request)
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
-        counted = True
         try:
-            route = self.route_for(handler.path.split("?")[0])
-            reply = route(request) if callable(route) else route
+            try:
+                route = self.route_for(handler.path.split("?")[0])
+                reply = route(request) if callable(route) else route
+            finally:
+                # In flight until the reply is ready, not until this thread has
+                # written it: the client may read the last byte, free its slot and
+                # send the next request before this thread runs again on a busy
+                # machine, and the count would then exceed a limit the client kept.
+                with self._lock:
+                    self.in_flight -= 1
             if reply is None:
                 reply = Reply(404, NOT_FOUND_BODY)
-            # In flight until the reply is ready, not until this thread has finished
-            # writing it: the client may read the last byte, free its slot and send
-            # the next request before this thread runs again on a busy machine, and
-            # the count would then exceed a limit the client kept.
-            with self._lock:
-                self.in_flight -= 1
-                counted = False
             if isinstance(reply, RawReply):
                 _write_raw(handler, reply)
             else:
                 _write_reply(handler, reply)
         except (BrokenPipeError, ConnectionResetError):
             pass  # the client gave up, as it was meant to
-        finally:
-            if counted:
-                with self._lock:
-                    self.in_flight -= 1
 
 
 def _write_reply(handler: BaseHTTPRequestHandler, reply: Reply) -> None:

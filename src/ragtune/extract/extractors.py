@@ -22,12 +22,13 @@ from __future__ import annotations
 import re
 
 import trafilatura
-from lxml import etree
 from lxml import html as lxml_html
 from readability import Document as ReadabilityDocument
 from resiliparse.extract.html2text import extract_plain_text
 from resiliparse.parse.encoding import bytes_to_str, detect_encoding
 from resiliparse.parse.html import HTMLTree
+
+from ragtune.extract.html import parse_utf8
 
 _WORDS = re.compile(r"\w+")
 
@@ -66,16 +67,9 @@ def resiliparse_lines(html: str) -> list[str]:
 def anchor_keys(html: str) -> frozenset[str]:
     """The comparison keys of every link text on the page: a block made of them is
     navigation, however central it sits."""
-    # As UTF-8 bytes: lxml refuses a str that opens with an XML declaration
-    # (XHTML pages), and those pages' links count as much as any other's.
-    parser = etree.HTMLParser(
-        encoding="utf-8", collect_ids=False, remove_comments=True, remove_pis=True
-    )
-    try:
-        root = etree.fromstring(html.encode("utf-8", errors="replace"), parser)
-    except Exception:  # unparseable: no link evidence
-        return frozenset()
-    if root is None:
+    # As bytes, as the base extraction parses them: XHTML pages' links count too.
+    root = parse_utf8(html)
+    if root is None:  # unparseable: no link evidence
         return frozenset()
     keys = (comparison_key("".join(anchor.itertext())) for anchor in root.iter("a"))
     return frozenset(key for key in keys if key)

@@ -272,6 +272,13 @@ def _parser() -> etree.HTMLParser:
     return parser
 
 
+def parse_utf8(text: str) -> Any:
+    """A page's text parsed as UTF-8 bytes with trafilatura's parser settings (lxml
+    refuses a str that opens with an XML declaration, as XHTML pages do); None where
+    lxml finds no tree."""
+    return _parse_bytes(text, _parser())
+
+
 def _parse_bytes(text: str, parser: etree.HTMLParser) -> Any:
     try:
         return lxml_html.fromstring(text.encode("utf8", "surrogatepass"), parser=parser)
