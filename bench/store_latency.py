@@ -1,6 +1,7 @@
 """Query latency at 100,000 chunks: the embedded LanceDB store and PostgreSQL + pgvector.
 
-.venv/bin/python bench/store_latency.py [--chunks 100000] [--queries 200] [--stores lancedb,postgresql]
+.venv/bin/python bench/store_latency.py [--chunks 100000] [--queries 200] [--lookups 20]
+    [--stores lancedb,postgresql]
 
 The 304 real chunks of XQuAD (English) are indexed with MiniLM, then padded
 with synthetic chunks up to --chunks: each mixes three sentences of random real
@@ -9,6 +10,9 @@ distractors are near the real ones in both words and meaning (embedding 100k
 real passages would take hours on this CPU). Latency is the whole
 ``retriever.retrieve`` call, query embedding included, over real XQuAD
 questions; recall@5 shows whether the answers survive the distractors.
+A document lookup (what ``GET /v1/documents/{id}`` reads: one document's chunks
+and metadata) is timed through the store's filter, against the former way of
+reading every chunk's text and keeping that document's, on the same store.
 PostgreSQL runs as a private server on 127.0.0.1 (tests/postgres_server.py).
 """
 
@@ -104,10 +108,29 @@ def measure(
     return statistics.median(latencies), p95, hits / len(questions)
 
 
+def lookups(index: VectorStoreIndex, doc_ids: list[str]) -> tuple[float, float]:
+    """Median ms of one document's chunks read through the store's filter, and by
+    reading every chunk and keeping the document's (as before)."""
+    store = index.store
+    filtered, scanned = [], []
+    for doc_id in doc_ids:
+        started = time.perf_counter()
+        chunks = store.document_chunks(doc_id)
+        filtered.append((time.perf_counter() - started) * 1000)
+        started = time.perf_counter()
+        before = sorted((n, t) for d, n, _url, t in store.chunk_texts() if d == doc_id)
+        store.document_metadata()
+        scanned.append((time.perf_counter() - started) * 1000)
+        if [(n, t) for n, t, _metadata in chunks] != before:
+            raise SystemExit(f"{doc_id}: the two reads differ")
+    return statistics.median(filtered), statistics.median(scanned)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--chunks", type=int, default=100_000)
     parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--lookups", type=int, default=20)
     parser.add_argument("--stores", default="lancedb,postgresql")
     args = parser.parse_args()
     questions = load_squad(QA)
@@ -163,6 +186,14 @@ def main() -> None:
                     if store == "lancedb" and mode == "hybrid" and not filters:
                         verdict = "met" if p50 <= TARGET_P50_MS else "NOT met"
                         print(f"  target p50 <= {TARGET_P50_MS:.0f} ms (embedded store): {verdict}")
+                doc_ids = sorted({chunk.doc_id for chunk in everything})
+                picked = random.Random(5).sample(doc_ids, min(args.lookups, len(doc_ids)))
+                one_ms, scan_ms = lookups(index, picked)
+                print(
+                    f"{store:<11} {'document lookup':<16} {one_ms:7.1f} ms by id, "
+                    f"{scan_ms:.1f} ms reading every chunk ({scan_ms / one_ms:.0f}x), "
+                    f"median of {len(picked)}"
+                )
                 index.close()
             finally:
                 if server:

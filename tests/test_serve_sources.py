@@ -309,7 +309,12 @@ def test_uploaded_files_become_documents_named_after_the_file(
 ) -> None:
     html = page("Moon facts", "The moon orbits the earth every 27.3 days.").encode()
     markdown = b"# Kites\n\nThe griffin kite costs 89 dollars.\n"
-    pdf = make_pdf(["The phoenix quill writes in golden ink for ten years."])
+    pdf = make_pdf(
+        [
+            "The phoenix quill writes in golden ink for ten years.",
+            "The quill's case is carved from storm oak.",
+        ]
+    )
     disguised = page("Tide tables", "High tide at Puffin Cove is at 6:40 in the morning.")
     word = docx_bytes("The bakery on Elm Street bakes rye bread every Tuesday.")
     with serving(config_for(index_dir, tmp_path)) as base:
@@ -353,6 +358,15 @@ def test_uploaded_files_become_documents_named_after_the_file(
         for document in listed["data"]:
             shown = httpx.get(f"{base}/v1/documents/{document['id']}").text
             assert str(tmp_path) not in shown and "file://" not in shown
+        # A PDF's pages share its URL; each page's document shows its own text and page.
+        quill_pages = documents(base, q="quill.pdf")["data"]
+        shown_pages = [httpx.get(f"{base}/v1/documents/{d['id']}").json() for d in quill_pages]
+        assert sorted(
+            (s["metadata"]["page"], "storm oak" in s["chunks"][0]["text"]) for s in shown_pages
+        ) == [
+            (1, False),
+            (2, True),
+        ]
         # The files went once their text was in the index.
         assert not (tmp_path / "data" / "uploads" / job["id"]).exists()
 

@@ -64,6 +64,18 @@ def library() -> list[Document]:
     ]
 
 
+def manual_pages() -> list[Document]:
+    """Three pages of one PDF: three documents that share a URL."""
+    return [
+        Document(
+            text=f"# Page {n}\n\nThe kite manual, page {n}.",
+            metadata={"url": "https://shop.example/manual.pdf", "title": "manual", "page": n},
+            id_=f"manual-page-{n}",
+        )
+        for n in (1, 2, 3)
+    ]
+
+
 def urls(index: VectorStoreIndex, question: str, k: int = 4, **options: object) -> list[str]:
     retriever = index.as_retriever(similarity_top_k=k, **options)  # type: ignore[arg-type]
     return [node.metadata["url"] for node in retriever.retrieve(question)]
@@ -232,14 +244,7 @@ def test_awkward_text_round_trips(make_index: MakeIndex) -> None:
 
 
 def test_document_hashes_group_pages_of_one_url(make_index: MakeIndex) -> None:
-    pages = [
-        Document(
-            text=f"# Page {n}\n\nThe kite manual, page {n}.",
-            metadata={"url": "https://shop.example/manual.pdf", "title": "manual", "page": n},
-            id_=f"manual-page-{n}",
-        )
-        for n in (1, 2, 3)
-    ]
+    pages = manual_pages()
     index = make_index([*pages, *library()])
     hashes = index.store.document_hashes()
     assert len(hashes) == 7
@@ -249,3 +254,31 @@ def test_document_hashes_group_pages_of_one_url(make_index: MakeIndex) -> None:
         "manual-page-3",
     }
     assert all(len(digest) == 64 for _, digest in hashes.values())
+
+
+def test_document_chunks_reads_one_document_in_order(make_index: MakeIndex) -> None:
+    long_text = "\n\n".join(
+        f"## Part {n}\n\n" + f"Paragraph {n} about the griffin kite's frame and string. " * 12
+        for n in range(6)
+    )
+    pages = manual_pages()
+    long_doc = Document(
+        text="# Guide\n\n" + long_text,
+        metadata={"url": "https://shop.example/guide", "title": "guide"},
+        id_="guide",
+    )
+    index = make_index([*pages, long_doc, *library()])
+
+    guide = index.store.document_chunks("guide")
+    assert len(guide) > 2
+    assert [number for number, _, _ in guide] == list(range(len(guide)))
+    assert "Paragraph 0" in guide[0][1] and "Paragraph 5" in guide[-1][1]
+    assert all(metadata["url"] == "https://shop.example/guide" for _, _, metadata in guide)
+    # Pages of one PDF share a URL; each id reads its own page and its own metadata.
+    [(_, text, metadata)] = index.store.document_chunks("manual-page-2")
+    assert "page 2" in text and metadata["page"] == 2
+
+    # An unknown or hostile id is data, not SQL, and finds nothing.
+    for stranger in ("nope", "guide' OR '1'='1", "guide%", "gu_de", "x\x00y", "'" * 500):
+        assert index.store.document_chunks(stranger) == []
+    assert index.stats()["documents"] == 8

@@ -99,6 +99,12 @@ class ChunkStore(Protocol):
         """(doc_id, chunk_index, url, text) of every chunk, for training on the index."""
         ...
 
+    def document_chunks(self, doc_id: str) -> list[tuple[int, str, dict[str, Any]]]:
+        """(chunk_index, text, metadata) of one document's chunks in order, read through
+        the store's own filter rather than by reading every chunk; empty for an
+        unknown id."""
+        ...
+
     def close(self) -> None: ...
 
 

@@ -255,6 +255,13 @@ class LanceStore:
         rows = self._select(None, ["doc_id", "chunk_index", "url", "text"])
         return [(r["doc_id"], r["chunk_index"], r["url"], r["text"]) for r in rows]
 
+    def document_chunks(self, doc_id: str) -> list[tuple[int, str, dict[str, Any]]]:
+        rows = self._select(f"doc_id = {_sql_string(doc_id)}", ["chunk_index", "text", "metadata"])
+        return sorted(
+            ((row["chunk_index"], row["text"], json.loads(row["metadata"])) for row in rows),
+            key=lambda chunk: chunk[0],
+        )
+
     def close(self) -> None:
         self._table = None
 

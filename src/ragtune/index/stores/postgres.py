@@ -290,6 +290,15 @@ class PostgresStore:
             rows = db.execute(f"SELECT doc_id, chunk_index, url, text FROM {self.table}").fetchall()
         return [(doc_id, index, url, text) for doc_id, index, url, text in rows]
 
+    def document_chunks(self, doc_id: str) -> list[tuple[int, str, dict[str, Any]]]:
+        with self._errors_reported() as db, db.transaction():
+            rows = db.execute(
+                f"SELECT chunk_index, text, metadata FROM {self.table} "
+                "WHERE doc_id = %s ORDER BY chunk_index",
+                (_no_nul(doc_id),),  # as the id was written
+            ).fetchall()
+        return [(index, text, metadata) for index, text, metadata in rows]
+
     def drop(self) -> None:
         """Remove the table and everything in it."""
         with self._errors_reported() as db, db.transaction():
